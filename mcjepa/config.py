@@ -1,0 +1,267 @@
+"""Plain dataclass configs with the paper's defaults, a `tiny()` preset, and dotted-name overrides.
+
+`paper()` follows ../shared/paper.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from epoch 10, ...).
+Where the paper's exact value is unknown the field's comment says "our choice". `tiny()` is small enough to
+train in minutes on 2 CPU cores at 96x128 on the embedded synthetic data.
+
+Overrides use dotted names, from the CLI (`--set loss.cycle=0.2`) and from notebooks
+(`apply_overrides(cfg, {"loss.cycle": 0.2})`); an unknown name is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+
+@dataclass
+class EncoderConfig:
+    """ConvNeXt pyramid. Levels, finest first: stem (stride 2), the four stages (4, 8, 16, 32), extra (64)."""
+
+    stem_dim: int = 48  # our choice: width of the stride-2 level (the split stride-4 stem)
+    depths: tuple[int, ...] = (3, 3, 9, 3)  # ConvNeXt-T
+    dims: tuple[int, ...] = (96, 192, 384, 768)  # ConvNeXt-T
+    extra_level: bool = True  # a stride-64 level so the flow pyramid has 6 levels, as in the paper
+    drop_path: float = 0.1
+    layer_scale_init: float = 1e-6
+
+
+@dataclass
+class FlowHeadConfig:
+    """PWC-style coarse-to-fine estimator (paper: LayerNorm after every conv but the last; flows clipped at 128)."""
+
+    strides: tuple[int, ...] = (64, 32, 16, 8, 4, 2)  # pyramid levels used, coarse to fine
+    radius: int = 4  # cost volume radius r -> (2r+1)^2 channels (PWC-Net)
+    widths: tuple[int, ...] = (128, 128, 96, 64, 32)  # estimator convs before the flow output
+    filter_factor: int = 2  # paper: estimator "filter factor 2" multiplies the widths
+    shared_estimator: bool = True  # one estimator for all levels after a 1x1 projection (ARFlow-style)
+    projection_dim: int = 64  # our choice: common width of the 1x1 projections
+    feature_norm: str = "none"  # "none" | "l2" | "center": normalisation before the cost volume (ablated)
+    layer_norm: bool = True
+    flow_clip: float = 128.0
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    flow: FlowHeadConfig = field(default_factory=FlowHeadConfig)
+    expander: tuple[int, ...] = (8192, 8192, 8192)  # VICReg expander widths after the pooled 768-d vector
+
+
+@dataclass
+class LossConfig:
+    """Coefficients of L = L_flow + balance * L_ssl (see mcjepa/losses/total.py for the equations)."""
+
+    reconstruction: float = 1.0
+    rec_l1: float = 0.15  # ARFlow's balance; our choice
+    rec_l2: float = 0.0  # the paper names L2 too; weight unknown, off by default (our choice)
+    rec_ssim: float = 0.85
+    regression: float = 1.0  # feature regression (JEPA prediction), every level
+    smoothness: float = 75.0  # ARFlow KITTI value, applied to flow / min(H, W)
+    smooth_order: int = 2
+    smooth_alpha: float = 10.0
+    cycle: float = 0.1  # our choice; the subject of Fig. 5-2
+    vc: float = 1.0  # weight of the variance-covariance regulariser on every level
+    vc_variance: float = 1.0
+    vc_covariance: float = 0.04  # VICReg's 25:1 variance:covariance ratio
+    vc_max_positions: int = 4096  # positions per level fed to the covariance (evenly strided subsample)
+    level_weights: tuple[float, ...] = ()  # per-level multipliers, coarse to fine; () = all ones
+    occlusion_alpha1: float = 0.01  # UnFlow forward-backward check
+    occlusion_alpha2: float = 0.5
+    use_occlusion: bool = True
+    occlusion_start_epoch: float = 1.0  # our choice: mask occlusions only once the flow is roughly right;
+    # from step 0, inconsistent random flows mark everything occluded and the masked losses vanish
+    vicreg_sim: float = 25.0
+    vicreg_std: float = 25.0
+    vicreg_cov: float = 1.0
+    balance: float = 0.1  # lambda of L_flow + lambda * L_ssl (Fig. 5-3)
+
+
+@dataclass
+class DataConfig:
+    flow_datasets: tuple[str, ...] = ("embedded",)  # "name" or "name*repeat"; real ones need roots
+    image_dataset: str = "embedded"
+    roots: dict[str, str] = field(default_factory=dict)  # dataset name -> root folder
+    crop: tuple[int, int] = (256, 832)  # flow training crop (H, W)
+    image_size: tuple[int, int] = (224, 224)  # VICReg view size
+    image_base: tuple[int, int] = (256, 256)  # stills are resized/cropped to this before the views are drawn
+    embedded_pairs: int = 4096  # size of the generated training set (rendered on the fly)
+    embedded_size: tuple[int, int] = (96, 128)
+    embedded_max_translation: float = 8.0  # px/frame of the generated objects (background: 0.4x)
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    method: str = "mc-jepa"  # "m-jepa" | "vicreg" | "mc-jepa"
+    epochs: int = 100
+    steps_per_epoch: int = 1000
+    flow_start_epoch: float = 10.0  # SSL only before this epoch (MC-JEPA); Fig. 5-1
+    warmup_epochs: float = 10.0
+    batch_size: int = 8  # frame pairs per step
+    image_batch_size: int = 384  # still images per step
+    sampling: str = "combined"  # "combined": both batches every step | "alternate": one stream per step
+    lr_encoder: float = 3e-4
+    lr_flow: float = 1e-4
+    weight_decay: float = 0.05  # our choice (ConvNeXt default)
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    amp: str = "bf16"  # "bf16" on CUDA, ignored on CPU; "none" to disable
+    device: str = "auto"
+    num_workers: int = 4
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.train.epochs * self.train.steps_per_epoch)
+
+
+def paper() -> Config:
+    """The paper's settings (8 V100s, ImageNet + the flow mix)."""
+    cfg = Config()
+    cfg.data.flow_datasets = ("kitti_raw*1", "sintel*1", "flyingchairs*1", "flyingthings3d*1", "hd1k*1")
+    cfg.data.image_dataset = "imagenet"
+    return cfg
+
+
+def tiny() -> Config:
+    """Minutes on 2 CPU cores at 96x128 on the embedded data."""
+    cfg = Config()
+    cfg.model.encoder = EncoderConfig(stem_dim=16, depths=(1, 1, 2, 1), dims=(32, 48, 64, 96), extra_level=False,
+                                      drop_path=0.0)
+    cfg.model.flow = FlowHeadConfig(strides=(32, 16, 8, 4), radius=3, widths=(48, 32, 32), filter_factor=1,
+                                    projection_dim=32)
+    cfg.model.expander = (256, 256, 256)
+    cfg.loss.vc_max_positions = 1024
+    cfg.data.crop = (96, 128)
+    cfg.data.image_size = (64, 64)
+    cfg.data.image_base = (96, 128)
+    cfg.data.embedded_pairs = 2048
+    cfg.train = TrainConfig(epochs=10, steps_per_epoch=40, flow_start_epoch=0.0, warmup_epochs=1.0, batch_size=8,
+                            image_batch_size=32, lr_encoder=2e-3, lr_flow=2e-3, weight_decay=1e-4, num_workers=0,
+                            log_every=5, checkpoint_every=100)
+    return cfg
+
+
+PRESETS = {"paper": paper, "tiny": tiny}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def flat_keys(obj: Any, prefix: str = "") -> list[str]:
+    """All dotted leaf names of a (nested) config dataclass, e.g. ['model.encoder.depths', ..., 'train.seed']."""
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        keys += flat_keys(value, name + ".") if dataclasses.is_dataclass(value) else [name]
+    return keys
+
+
+def _coerce(text_or_value: Any, current: Any, key: str) -> Any:
+    """Parse a CLI string (or check a Python value) against the type of the current value."""
+    value = text_or_value
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as err:
+            raise ValueError(f"--set {key}={text_or_value!r}: cannot parse the value") from err
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be True or False, got {value!r}")
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(current, tuple):
+        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    elif current is not None and not isinstance(value, type(current)):
+        raise ValueError(f"{key} expects {type(current).__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | Iterable[str]) -> Config:
+    """Set dotted fields in place. `overrides` is {"loss.cycle": 0.2} or ["loss.cycle=0.2", ...]."""
+    if not isinstance(overrides, Mapping):
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} must look like key=value, e.g. loss.cycle=0.2")
+            key, value = item.split("=", 1)
+            pairs[key.strip()] = value.strip()
+        overrides = pairs
+    valid = flat_keys(cfg)
+    for key, value in overrides.items():
+        if key not in valid:
+            raise KeyError(f"unknown config key {key!r}; valid keys:\n  " + "\n  ".join(valid))
+        *path, leaf = key.split(".")
+        node = cfg
+        for part in path:
+            node = getattr(node, part)
+        setattr(node, leaf, _coerce(value, getattr(node, leaf), key))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject settings that cannot work, with a message naming the field."""
+    if cfg.train.method not in ("m-jepa", "vicreg", "mc-jepa"):
+        raise ValueError(f"train.method must be 'm-jepa', 'vicreg' or 'mc-jepa', got {cfg.train.method!r}")
+    if cfg.train.sampling not in ("combined", "alternate"):
+        raise ValueError(f"train.sampling must be 'combined' or 'alternate', got {cfg.train.sampling!r}")
+    for name in ("reconstruction", "regression", "smoothness", "cycle", "vc", "balance"):
+        if getattr(cfg.loss, name) < 0:
+            raise ValueError(f"loss.{name} must be >= 0, got {getattr(cfg.loss, name)}")
+    if cfg.loss.level_weights and len(cfg.loss.level_weights) != len(cfg.model.flow.strides):
+        raise ValueError(f"loss.level_weights has {len(cfg.loss.level_weights)} entries but the flow head has "
+                         f"{len(cfg.model.flow.strides)} levels {cfg.model.flow.strides}")
+    if cfg.model.flow.feature_norm not in ("none", "l2", "center"):
+        raise ValueError(f"model.flow.feature_norm must be none|l2|center, got {cfg.model.flow.feature_norm!r}")
+    available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())
+    if not set(cfg.model.flow.strides) <= available or list(cfg.model.flow.strides) != sorted(
+            cfg.model.flow.strides, reverse=True):
+        raise ValueError(f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}")
+    if cfg.train.epochs <= 0 or cfg.train.steps_per_epoch <= 0:
+        raise ValueError("train.epochs and train.steps_per_epoch must be positive")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Inverse of `to_dict` (lists become tuples again)."""
+    cfg = Config()
+    flat = {}
+
+    def walk(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, Mapping) and k != "roots":
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(data)
+    for key, value in flat.items():
+        *path, leaf = key.split(".")
+        node = cfg
+        for part in path:
+            node = getattr(node, part)
+        current = getattr(node, leaf)
+        setattr(node, leaf, tuple(value) if isinstance(current, tuple) else value)
+    return cfg
