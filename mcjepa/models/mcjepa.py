@@ -1,0 +1,81 @@
+"""MC-JEPA: one ConvNeXt encoder, a PWC-style flow head (motion) and a VICReg expander (content)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from ..config import ModelConfig
+from .convnext import ConvNeXtPyramid
+from .expander import expander
+from .flow_head import FlowHead
+from .warp import resize_flow
+
+
+@dataclass
+class FlowOutput:
+    """Everything the flow losses and the inspectors need; lists are coarse to fine over the flow levels.
+
+    features1/2: (B, C_l, h_l, w_l) pyramid of frame 1 / frame 2;  flows_fw/bw: (B, 2, h_l, w_l) in level
+    pixels (fw: frame1 -> frame2);  flow_fw/bw: (B, 2, H, W) finest flow upsampled to the image, in pixels;
+    costs_fw: cost volumes (B, (2r+1)^2, h_l, w_l) of the forward pass (only with return_costs).
+    """
+
+    features1: list[torch.Tensor]
+    features2: list[torch.Tensor]
+    flows_fw: list[torch.Tensor]
+    flows_bw: list[torch.Tensor]
+    flow_fw: torch.Tensor
+    flow_bw: torch.Tensor
+    costs_fw: list[torch.Tensor] | None = None
+
+
+class MCJEPA(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ConvNeXtPyramid(cfg.encoder)
+        by_stride = dict(zip(self.encoder.strides, range(len(self.encoder.strides))))
+        self.flow_levels = [by_stride[s] for s in cfg.flow.strides]  # indices into the pyramid, coarse to fine
+        self.flow_head = FlowHead(cfg.flow, tuple(self.encoder.channels[i] for i in self.flow_levels))
+        self.expander = expander(cfg.encoder.dims[-1], cfg.expander)
+
+    @property
+    def stride(self) -> int:
+        """Input sizes must be multiples of this (the coarsest pyramid stride)."""
+        return self.encoder.strides[-1]
+
+    def flow_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B,3,H,W) -> the pyramid levels used by the flow head, coarse to fine."""
+        levels = self.encoder(images)
+        return [levels[i] for i in self.flow_levels]
+
+    def forward_flow(self, frame1: torch.Tensor, frame2: torch.Tensor, return_costs: bool = False) -> FlowOutput:
+        """Flow in both directions for frames (B,3,H,W); both directions run as one batch of 2B."""
+        batch = frame1.shape[0]
+        features = self.flow_features(torch.cat([frame1, frame2]))
+        first = [rearrange(f, "(two b) c h w -> two b c h w", two=2) for f in features]
+        source = [torch.cat([f[0], f[1]]) for f in first]  # [X1; X2]
+        target = [torch.cat([f[1], f[0]]) for f in first]  # [X2; X1]
+        result = self.flow_head(source, target, return_costs=return_costs)
+        flows, costs = result if return_costs else (result, None)
+        full = resize_flow(flows[-1], tuple(frame1.shape[-2:]))
+        return FlowOutput(
+            features1=[f[0] for f in first], features2=[f[1] for f in first],
+            flows_fw=[f[:batch] for f in flows], flows_bw=[f[batch:] for f in flows],
+            flow_fw=full[:batch], flow_bw=full[batch:],
+            costs_fw=[c[:batch] for c in costs] if costs is not None else None)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B,3,H,W) -> (expander output (B, D), pyramid levels finest first). Any size: the paper's 224x224 views
+        are not multiples of the stride-64 level, which the pooled vector does not use."""
+        levels = self.encoder(images, strict=False)
+        return self.expander(self.encoder.pool(levels)), levels
+
+    @torch.no_grad()
+    def predict_flow(self, frame1: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
+        """Forward flow (B,2,H,W) for evaluation (inputs must be multiples of `stride`)."""
+        return self.forward_flow(frame1, frame2).flow_fw
