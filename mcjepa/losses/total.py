@@ -1,0 +1,79 @@
+"""The weighted objectives: L_flow (M-JEPA), L_ssl (VICReg) and MC-JEPA's L_flow + balance * L_ssl."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import LossConfig
+from ..models.mcjepa import FlowOutput
+from ..models.warp import warp
+from .occlusion import forward_backward_occlusion
+from .photometric import reconstruction_loss
+from .regression import cycle_consistency_loss, feature_regression_loss
+from .smoothness import smoothness_loss
+from .vicreg import variance_covariance_loss, vicreg_loss
+
+
+def _visible(flow_a: torch.Tensor, flow_b: torch.Tensor, cfg: LossConfig, occlusion: bool) -> torch.Tensor | None:
+    """Non-occluded mask (B, 1, h, w) of the source frame of `flow_a`, from detached flows; None = all."""
+    if not (cfg.use_occlusion and occlusion):
+        return None
+    with torch.no_grad():
+        return 1.0 - forward_backward_occlusion(flow_a.detach(), flow_b.detach(), cfg.occlusion_alpha1,
+                                                cfg.occlusion_alpha2)
+
+
+def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
+              cfg: LossConfig, occlusion: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_flow = w_rec L_rec + w_smooth L_smooth + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l + w_vc L_vc^l),
+
+    every term summed over both directions (1->2 and 2->1); a_l are `cfg.level_weights` (coarse to fine).
+    frame1, frame2: (B, 3, H, W). `occlusion=False` disables the forward-backward masks (used before
+    `cfg.occlusion_start_epoch`). Returns the total and the detached terms for logging.
+    """
+    levels = len(out.flows_fw)
+    level_weights = cfg.level_weights or (1.0,) * levels
+    reg = cyc = vc = frame1.new_zeros(())
+    for a, x1, x2, f12, f21 in zip(level_weights, out.features1, out.features2, out.flows_fw, out.flows_bw):
+        visible1, visible2 = _visible(f12, f21, cfg, occlusion), _visible(f21, f12, cfg, occlusion)
+        if cfg.regression:
+            reg = reg + a * (feature_regression_loss(x1, x2, f12, visible1) +
+                             feature_regression_loss(x2, x1, f21, visible2))
+        if cfg.cycle:
+            cyc = cyc + a * (cycle_consistency_loss(x1, f12, f21, visible1) +
+                             cycle_consistency_loss(x2, f21, f12, visible2))
+        if cfg.vc:
+            vc = vc + a * sum(variance_covariance_loss(x, cfg.vc_variance, cfg.vc_covariance, cfg.vc_max_positions)
+                              for x in (x1, x2))
+
+    visible1 = _visible(out.flow_fw, out.flow_bw, cfg, occlusion)
+    visible2 = _visible(out.flow_bw, out.flow_fw, cfg, occlusion)
+    weights = dict(w_l1=cfg.rec_l1, w_l2=cfg.rec_l2, w_ssim=cfg.rec_ssim)
+    rec = (reconstruction_loss(frame1, warp(frame2, out.flow_fw, "border"), visible1, **weights) +
+           reconstruction_loss(frame2, warp(frame1, out.flow_bw, "border"), visible2, **weights))
+    scale = min(frame1.shape[-2:])
+    smooth = (smoothness_loss(out.flow_fw / scale, frame1, cfg.smooth_alpha, cfg.smooth_order) +
+              smoothness_loss(out.flow_bw / scale, frame2, cfg.smooth_alpha, cfg.smooth_order))
+
+    total = (cfg.reconstruction * rec + cfg.smoothness * smooth + cfg.regression * reg + cfg.cycle * cyc +
+             cfg.vc * vc)
+    terms = {"flow/rec": rec, "flow/smooth": smooth, "flow/reg": reg, "flow/cycle": cyc, "flow/vc": vc,
+             "flow/total": total}
+    if visible1 is not None:
+        terms["flow/occluded_fraction"] = 1.0 - visible1.mean()
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def ssl_loss(embedding1: torch.Tensor, embedding2: torch.Tensor,
+             cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """VICReg on the expander outputs (N, D) of two views; returns the loss and its terms."""
+    loss, parts = vicreg_loss(embedding1, embedding2, cfg.vicreg_sim, cfg.vicreg_std, cfg.vicreg_cov)
+    terms = {f"ssl/{k}": v for k, v in parts.items()}
+    terms["ssl/total"] = loss.detach()
+    return loss, terms
+
+
+def feature_std(levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean over channels of the per-channel std over positions, per level: the collapse signal."""
+    return {f"feat_std/{i}": f.detach().float().transpose(0, 1).flatten(1).std(dim=1).mean()
+            for i, f in enumerate(levels)}
