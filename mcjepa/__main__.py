@@ -1,0 +1,78 @@
+"""Command line: `python -m mcjepa train|eval|data ...` (run `python -m mcjepa -h`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import apply_overrides, preset
+    from .train.trainer import TrainingDiverged, train
+
+    cfg = preset(args.preset)
+    cfg.train.method = args.method
+    apply_overrides(cfg, args.set or [])
+    try:
+        result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, eval_every=args.eval_every)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print(json.dumps({"out_dir": str(result.out_dir), "steps": result.steps, "seconds": round(result.seconds, 1),
+                      "checkpoint": str(result.checkpoint), "last": result.last}, indent=1))
+    return 0
+
+
+def _eval_flow(args: argparse.Namespace) -> int:
+    from .eval.flow_metrics import evaluate_flow_dataset
+    from .eval.runners import flow_eval_dataset, flow_fn
+    from .train.checkpoint import load_model
+
+    model, cfg = load_model(args.checkpoint)
+    dataset = flow_eval_dataset(args.dataset, args.root, cfg)
+    result = evaluate_flow_dataset(flow_fn(model), dataset, stride=model.stride, scale=args.scale,
+                                   max_samples=args.max_samples)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["data"]:
+        from .data.manifests import main as data_main
+
+        return data_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m mcjepa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("data", help="datasets: `data verify NAME ROOT`, `data list` (see `data -h`)")
+
+    train = sub.add_parser("train", help="train M-JEPA, VICReg or MC-JEPA")
+    train.add_argument("--preset", default="tiny", help="tiny | paper")
+    train.add_argument("--method", default="mc-jepa", choices=["m-jepa", "vicreg", "mc-jepa"])
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config field by its dotted name, e.g. loss.cycle=0.2 (repeatable)")
+    train.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--eval-every", type=int, default=0, help="log held-out flow EPE every N steps (0: off)")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval-flow", help="flow EPE/Fl of a checkpoint on a flow dataset")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--dataset", default="embedded")
+    evaluate.add_argument("--root", default=None)
+    evaluate.add_argument("--scale", type=float, default=1.0)
+    evaluate.add_argument("--max-samples", type=int, default=None)
+    evaluate.set_defaults(func=_eval_flow)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
