@@ -1,0 +1,120 @@
+"""What the notebooks call: validated parameters, training runs cached by their config, result files.
+
+A run's folder is `runs_dir/<method>-<hash of its full config>`: a notebook asking for a finished run gets
+it back without training, one asking for an interrupted run resumes it, and a sweep re-run reuses every
+finished point. Results (JSON) and figures (PNG) go to `figures_dir`, by default the repository's figures/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import Config, apply_overrides, preset, to_dict
+from .utils import atomic_write
+
+SCALES = ("tiny", "paper")
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding pyproject.toml above this package), else the working dir."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def resolve_dir(path: str | Path | None, default: str) -> Path:
+    """`path` if given (relative paths are taken from the repository root), else root/default; created."""
+    folder = Path(path) if path else project_root() / default
+    if not folder.is_absolute():
+        folder = project_root() / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return scale
+
+
+def check_non_negative(**values: float) -> None:
+    """Reject negative or non-finite notebook parameters by name."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"parameter {name} must be a non-negative number, got {value!r}")
+
+
+def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
+               steps_per_epoch: int | None = None, seed: int | None = None,
+               data_roots: Mapping[str, str] | None = None) -> Config:
+    """The preset of `scale` for `method` with dotted overrides; the keyword arguments are the notebooks'
+    common parameters (None keeps the preset's value). At paper scale `data_roots` names the dataset
+    folders ({"sintel": "/data/Sintel", ...})."""
+    cfg = preset(check_scale(scale))
+    cfg.train.method = method
+    overrides = dict(overrides or {})
+    check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed)
+    for key, value in (("train.epochs", epochs), ("train.steps_per_epoch", steps_per_epoch), ("train.seed", seed)):
+        if value is not None:
+            overrides[key] = int(value)
+    if data_roots:
+        overrides["data.roots"] = dict(data_roots)
+    return apply_overrides(cfg, overrides)
+
+
+def config_hash(cfg: Config) -> str:
+    text = json.dumps(to_dict(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:
+    return resolve_dir(runs_dir, "runs") / f"{cfg.train.method}-{config_hash(cfg)}"
+
+
+def is_finished(folder: Path, cfg: Config) -> bool:
+    done = folder / "done.json"
+    return done.is_file() and json.loads(done.read_text()).get("steps") == cfg.total_steps
+
+
+def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
+               eval_every: int | None = None) -> Path:
+    """Train `cfg` unless a finished run with the same config exists; resume an interrupted one."""
+    from .train.trainer import train
+
+    folder = run_dir(cfg, runs_dir)
+    if is_finished(folder, cfg):
+        print(f"reusing finished run {folder}")
+        return folder
+    resume = (folder / "checkpoint.pt").is_file()
+    print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}")
+    result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
+    with atomic_write(folder / "done.json", "w") as handle:
+        json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
+    return folder
+
+
+def save_json(data: Any, path: str | Path) -> Path:
+    """Write JSON atomically (NaN becomes null), creating folders."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    path = Path(path)
+    with atomic_write(path, "w") as handle:
+        json.dump(clean(data), handle, indent=1, sort_keys=True)
+    return path
+
+
+def load_points(folder: str | Path, pattern: str = "*.json") -> list[dict]:
+    """All JSON result files of a sweep folder, sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob(pattern))]
