@@ -169,7 +169,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     elif checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass resume=True (--resume) or choose a new out dir")
 
-    if world > 1 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+    if world > 1 and device.type == "cuda":
+        # the expander's BatchNorm sees the global batch, as in VICReg (SyncBatchNorm is CUDA-only; on CPU
+        # DDP each rank normalises its own batch)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     objective: nn.Module = Objective(model, cfg)
     if world > 1:
