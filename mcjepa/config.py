@@ -11,6 +11,7 @@ Overrides use dotted names, from the CLI (`--set loss.cycle=0.2`) and from noteb
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -206,15 +207,18 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | Iterable[str]) -
             pairs[key.strip()] = value.strip()
         overrides = pairs
     valid = flat_keys(cfg)
+    candidate = copy.deepcopy(cfg)  # a rejected override leaves `cfg` as it was
     for key, value in overrides.items():
         if key not in valid:
             raise KeyError(f"unknown config key {key!r}; valid keys:\n  " + "\n  ".join(valid))
         *path, leaf = key.split(".")
-        node = cfg
+        node = candidate
         for part in path:
             node = getattr(node, part)
         setattr(node, leaf, _coerce(value, getattr(node, leaf), key))
-    validate(cfg)
+    validate(candidate)
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, getattr(candidate, f.name))
     return cfg
 
 
