@@ -1,9 +1,44 @@
-"""Local cost volume (PWC-Net correlation) in pure PyTorch."""
+"""Local cost volume (PWC-Net correlation) in pure PyTorch, with a hand-written backward."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+
+def _shifts(radius: int):
+    size = 2 * radius + 1
+    return [(dy, dx) for dy in range(size) for dx in range(size)]
+
+
+class _LocalCorrelation(torch.autograd.Function):
+    """Autograd's own backward of the shift loop allocates a zero tensor of the padded size per shift
+    (one slice-backward each); this backward accumulates into one padded buffer in place instead."""
+
+    @staticmethod
+    def forward(ctx, features1: torch.Tensor, features2: torch.Tensor, radius: int) -> torch.Tensor:
+        height, width = features1.shape[-2:]
+        padded = F.pad(features2, [radius] * 4)
+        ctx.save_for_backward(features1, padded)
+        ctx.radius = radius
+        return torch.stack([(features1 * padded[:, :, dy:dy + height, dx:dx + width]).mean(dim=1)
+                            for dy, dx in _shifts(radius)], dim=1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        features1, padded = ctx.saved_tensors
+        radius = ctx.radius
+        height, width = features1.shape[-2:]
+        grad = grad / features1.shape[1]  # d mean_c / d x = 1 / C
+        grad1 = torch.zeros_like(features1)
+        grad_padded = torch.zeros_like(padded)
+        for k, (dy, dx) in enumerate(_shifts(radius)):
+            g = grad[:, k:k + 1]
+            grad1.addcmul_(g, padded[:, :, dy:dy + height, dx:dx + width])
+            grad_padded[:, :, dy:dy + height, dx:dx + width].addcmul_(g, features1)
+        return grad1, grad_padded[:, :, radius:radius + height, radius:radius + width], None
 
 
 def local_cost_volume(features1: torch.Tensor, features2: torch.Tensor, radius: int) -> torch.Tensor:
@@ -13,15 +48,12 @@ def local_cost_volume(features1: torch.Tensor, features2: torch.Tensor, radius: 
 
     with zeros outside the image. Channel order is row-major over (dy, dx), dy outer (as PWC-Net/ARFlow).
     A plain loop over the (2r+1)^2 shifts is the fastest pure-PyTorch form on the CPU (measured in
-    ../shared/anchors.md section 3; unfold-based versions were 4-8x slower) and uses no extra memory.
+    ../shared/anchors.md section 3; unfold-based versions were 4-8x slower) and needs no (HW)^2 memory.
 
     Args: features1, features2: (B, C, H, W). Returns: (B, (2r+1)^2, H, W).
     """
     if features1.shape != features2.shape:
         raise ValueError(f"cost volume needs equal shapes, got {tuple(features1.shape)} and {tuple(features2.shape)}")
-    height, width = features1.shape[-2:]
-    padded = F.pad(features2, [radius] * 4)
-    size = 2 * radius + 1
-    costs = [(features1 * padded[:, :, dy:dy + height, dx:dx + width]).mean(dim=1)
-             for dy in range(size) for dx in range(size)]
-    return torch.stack(costs, dim=1)
+    if features1.dtype != features2.dtype:
+        features2 = features2.to(features1.dtype)
+    return _LocalCorrelation.apply(features1, features2, radius)
