@@ -139,9 +139,9 @@ def test_smoothness_edge_reduces_weight_by_exp_minus_alpha_dI():
     expected = 0.1 * height * (3 + edge) / (2 * height * (width - 1)) / 2
     assert smoothness_loss(flow, image, alpha=alpha, order=1).item() == pytest.approx(expected, rel=1e-5)
     # order 2 on u = 0.02 x^3: d_xx at i = 0.02 ((i+2)^3 - 2 (i+1)^3 + i^3) = 0.12 (i + 1) -> 0.12, 0.24, 0.36 at
-    # positions 0..2, each weighted by w_x at the first differenced position (docstring): w_x[2] = exp(-alpha step)
+    # positions 0..2, the one centred at i + 1 weighted by w_x[i + 1] (docstring, ARFlow): w_x[2] = exp(-alpha step)
     flow[0, 0] = 0.02 * torch.arange(width).float().pow(3)
-    expected2 = height * (0.12 + 0.24 + 0.36 * edge) / (2 * height * (width - 2)) / 2
+    expected2 = height * (0.12 + 0.24 * edge + 0.36) / (2 * height * (width - 2)) / 2
     assert smoothness_loss(flow, image, alpha=alpha, order=2).item() == pytest.approx(expected2, rel=1e-5)
     # the x edge does not touch the y weights: a v ramp in y is not reduced
     flow = torch.zeros(1, 2, height, width)

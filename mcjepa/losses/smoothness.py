@@ -18,7 +18,8 @@ def smoothness_loss(flow: torch.Tensor, image: torch.Tensor, alpha: float = 10.0
 
         order 1: L = 1/2 [ < w_x |d_x f| > + < w_y |d_y f| > ]
         order 2: L = 1/2 [ < w_x |d_xx f| > + < w_y |d_yy f| > ]
-        w_x = exp(-alpha * mean_c |d_x I|)   (the weight at the first of the differenced positions)
+        w_x = exp(-alpha * mean_c |d_x I|)   (order 1: at the differenced pair; order 2: the image gradient
+                                              between the centre and the next position, as ARFlow)
 
     where <.> is the mean over all entries. Callers pass the flow divided by min(H, W) (ARFlow), so that
     the weight does not depend on the resolution.
@@ -31,5 +32,5 @@ def smoothness_loss(flow: torch.Tensor, image: torch.Tensor, alpha: float = 10.0
         grad_x, grad_y = _dx(flow), _dy(flow)
     else:
         grad_x, grad_y = _dx(_dx(flow)), _dy(_dy(flow))
-        weight_x, weight_y = weight_x[..., :, :-1], weight_y[..., :-1, :]
+        weight_x, weight_y = weight_x[..., :, 1:], weight_y[..., 1:, :]
     return ((weight_x * grad_x.abs()).mean() + (weight_y * grad_y.abs()).mean()) / 2
