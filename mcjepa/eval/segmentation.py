@@ -173,7 +173,8 @@ def linear_probe_segmentation(
     Returns:
         dict(miou, per_class_iou (list, NaN = absent), pixel_acc, confusion (K,K) tensor,
              history: list of {"epoch", "loss", "lr"}, config: asdict(cfg), head: the trained Conv2d,
-             which expects standardised features when cfg.standardize).
+             feature_mean, feature_std: (C,) the standardisation the head expects, i.e. logits =
+             head((features - mean) / std) (zeros/ones when not cfg.standardize)).
     """
     from tqdm.auto import tqdm
 
@@ -239,4 +240,6 @@ def linear_probe_segmentation(
         "history": history,
         "config": asdict(cfg),
         "head": head.cpu(),
+        "feature_mean": mean.cpu(),
+        "feature_std": std.cpu(),
     }

@@ -103,20 +103,29 @@ def add_flow_legend(ax, max_flow: float) -> None:
 
 # -- loss curves -------------------------------------------------------------------------------------------
 
-_SKIP_KEYS = {"step", "epoch", "time", "wall_time", "timestamp"}
+_SKIP_KEYS = {"step", "epoch", "time", "wall_time", "timestamp", "seconds"}
+_LOSS_GROUPS = ("losses", "flow losses", "content losses")
 
 
 def group_loss_keys(keys: Sequence[str]) -> dict[str, list[str]]:
-    """Group metric names for `plot_loss_curves`: "losses" (loss*), "feature std" (feat_std*), "lr" (lr*),
-    "other" (the rest); empty groups are dropped, order kept."""
-    groups: dict[str, list[str]] = {"losses": [], "feature std": [], "lr": [], "other": []}
+    """Group metric names for `plot_loss_curves`: "losses" (loss*), "flow losses" (the trainer's flow/* terms
+    but flow/*fraction), "content losses" (ssl/*), "feature std" (feat_std*), "validation" (val/*), "lr" (lr*),
+    "other" (the rest, e.g. grad_norm); empty groups are dropped, order kept. Wall-clock keys are skipped."""
+    groups: dict[str, list[str]] = {"losses": [], "flow losses": [], "content losses": [], "feature std": [],
+                                    "validation": [], "lr": [], "other": []}
     for key in keys:
         if key in _SKIP_KEYS:
             continue
         if key.startswith("loss"):
             groups["losses"].append(key)
+        elif key.startswith("flow/") and not key.endswith("fraction"):
+            groups["flow losses"].append(key)
+        elif key.startswith("ssl/"):
+            groups["content losses"].append(key)
         elif key.startswith("feat_std"):
             groups["feature std"].append(key)
+        elif key.startswith("val/"):
+            groups["validation"].append(key)
         elif key == "lr" or key.startswith("lr/") or key.startswith("lr_"):
             groups["lr"].append(key)
         else:
@@ -138,9 +147,9 @@ def plot_loss_curves(records: Sequence[Mapping], keys: Sequence[str] | None = No
                      log_scale: bool = True, title: str | None = None) -> Figure:
     """Training curves from JSONL rows {"step": int, "loss/total": float, "feat_std/level0": ..., "lr": ...}.
 
-    One subplot per group (losses, feature std per level, lr, other); a key missing from a row is simply
-    skipped. `smooth` in [0, 1): EMA coefficient (raw curve drawn faintly behind). `log_scale`: log y-axis
-    for the losses and lr groups when all values are > 0.
+    One subplot per group of `group_loss_keys` (losses, flow/content loss terms, feature std per level,
+    validation, lr, other); a key missing from a row is simply skipped. `smooth` in [0, 1): EMA coefficient
+    (raw curve drawn faintly behind). `log_scale`: log y-axis for the loss groups and lr when all values > 0.
     """
     if not records:
         raise ValueError("plot_loss_curves: no records")
@@ -172,7 +181,7 @@ def plot_loss_curves(records: Sequence[Mapping], keys: Sequence[str] | None = No
                 ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
                 values = _ema(values, smooth)
             ax.plot(steps, values, color=colour, linewidth=1.5, label=key)
-        if log_scale and name in ("losses", "lr") and all_positive:
+        if log_scale and name in (*_LOSS_GROUPS, "lr") and all_positive:
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("step")

@@ -1,0 +1,125 @@
+"""Adapters from a trained MC-JEPA to the `predict_fn`s of the inspectors (mcjepa/viz/widgets.py).
+
+    flow_predict_fn(model)                   -> FlowInspector predict_fn:  (frame1, frame2 (1,3,H,W)) -> dict
+    probe_predict_fn(model, probe)           -> SegmentationInspector predict_fn for stills:    sample -> (H,W)
+    propagation_predict_fn(model)            -> SegmentationInspector predict_fn for sequences: sample -> (T,H,W)
+
+Frames of any size are replicate-padded at the bottom/right to a multiple of `model.stride`
+(`mcjepa.eval.runners.pad_to_stride`), and every output is cropped back: full-resolution maps to (H, W),
+level l (stride s_l) to (ceil(H / s_l), ceil(W / s_l)). For sizes that are not multiples of the stride, a level
+grid therefore covers slightly more than the image (less than one level pixel), which the inspector ignores
+when it resizes the frames to the level size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..eval.davis import label_propagation
+from ..eval.runners import feature_fn, pad_to_stride
+from ..losses.occlusion import forward_backward_occlusion
+from ..models.mcjepa import MCJEPA
+
+__all__ = ["flow_predict_fn", "probe_predict_fn", "propagation_predict_fn", "probe_logits"]
+
+
+def _crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1]]
+
+
+def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
+                    ) -> Callable[[torch.Tensor, torch.Tensor], dict]:
+    """FlowInspector's predict_fn for `model` (used in its current train/eval mode; call `.eval()` first).
+
+    Returns predict(frame1, frame2) with frames (1,3,H,W) in [0,1] -> dict:
+        flows_fw, flows_bw: lists coarse -> fine of (1,2,h_l,w_l), in pixels of level l (FlowOutput);
+        flow_fw, flow_bw:   (1,2,H,W) finest flow upsampled to the image, in pixels;
+        occlusion_fw:       (1,1,H,W) float, 1 = occluded, = forward_backward_occlusion(flow_fw, flow_bw,
+                            alpha1, alpha2) (UnFlow check; the training defaults a1 = 0.01, a2 = 0.5);
+        occlusion_bw:       the same check with the directions swapped (occlusion of frame 2);
+        cost_volume_fn:     (level, y, x) -> (2r+1, 2r+1) float32 array: the forward cost volume
+                            FlowOutput.costs_fw[level][0, :, y, x], rows = dy, columns = dx, after the flow head's
+                            leaky ReLU. At every level but the coarsest it correlates frame 1 with frame 2 ALREADY
+                            WARPED by the upsampled coarser flow, so its offsets are residuals to that flow.
+    """
+    strides = tuple(model.cfg.flow.strides)
+
+    @torch.no_grad()
+    def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> dict:
+        if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
+            raise ValueError(f"flow_predict_fn: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
+                             f"{tuple(frame2.shape)}")
+        device = next(model.parameters()).device
+        padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
+        padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+        out = model.forward_flow(padded1, padded2, return_costs=True)
+        level_sizes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
+        flows_fw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_fw, level_sizes)]
+        flows_bw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_bw, level_sizes)]
+        costs = [_crop(c, hw).cpu() for c, hw in zip(out.costs_fw, level_sizes)]
+        flow_fw, flow_bw = _crop(out.flow_fw, size).cpu(), _crop(out.flow_bw, size).cpu()
+        side = 2 * model.cfg.flow.radius + 1
+
+        def cost_volume_fn(level: int, y: int, x: int) -> np.ndarray:
+            if not 0 <= level < len(costs):
+                raise ValueError(f"cost_volume_fn: level {level} not in 0..{len(costs) - 1}")
+            height, width = costs[level].shape[-2:]
+            if not (0 <= y < height and 0 <= x < width):
+                raise ValueError(f"cost_volume_fn: ({y}, {x}) outside level {level} of size {(height, width)}")
+            return costs[level][0, :, y, x].reshape(side, side).numpy().astype(np.float32)
+
+        return {"flows_fw": flows_fw, "flows_bw": flows_bw, "flow_fw": flow_fw, "flow_bw": flow_bw,
+                "occlusion_fw": forward_backward_occlusion(flow_fw, flow_bw, alpha1, alpha2),
+                "occlusion_bw": forward_backward_occlusion(flow_bw, flow_fw, alpha1, alpha2),
+                "cost_volume_fn": cost_volume_fn}
+
+    return predict
+
+
+def probe_logits(features: torch.Tensor, probe: Mapping, size: tuple[int, int]) -> torch.Tensor:
+    """Logits (B,K,H,W) of a trained linear probe (`linear_probe_segmentation`'s result: "head", and the
+    standardisation "feature_mean"/"feature_std" (C,)) on frozen features (B,C,h,w), bilinearly upsampled to
+    `size` exactly as in the probe's training and evaluation."""
+    mean = probe["feature_mean"].view(1, -1, 1, 1)
+    std = probe["feature_std"].view(1, -1, 1, 1)
+    head = probe["head"]
+    weight = next(head.parameters())
+    logits = head(((features.float() - mean) / std).to(weight.device, weight.dtype))
+    return torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False).cpu()
+
+
+def probe_predict_fn(model: MCJEPA, probe: Mapping, levels: str | tuple[int, ...] = "last"
+                     ) -> Callable[[Mapping], torch.Tensor]:
+    """SegmentationInspector's predict_fn for stills: sample {"image" (3,H,W)} -> (H,W) int64 class map, the
+    argmax of the linear probe `probe` (trained with `linear_probe_segmentation` on `feature_fn(model, levels)`,
+    the same `levels`) on the model's frozen features."""
+    if "head" not in probe or "feature_mean" not in probe:
+        raise ValueError("probe_predict_fn: `probe` must be the dict returned by linear_probe_segmentation "
+                         "(keys 'head', 'feature_mean', 'feature_std')")
+    features = feature_fn(model, levels)
+
+    @torch.no_grad()
+    def predict(sample: Mapping) -> torch.Tensor:
+        image = sample["image"]
+        logits = probe_logits(features(image[None].float()), probe, tuple(image.shape[-2:]))
+        return logits.argmax(dim=1)[0]
+
+    return predict
+
+
+def propagation_predict_fn(model: MCJEPA, levels: str | tuple[int, ...] = "concat", **propagation_kwargs
+                           ) -> Callable[[Mapping], torch.Tensor]:
+    """SegmentationInspector's predict_fn for videos: sample {"frames" (T,3,H,W), "masks" (T,H,W) with the GT of
+    frame 0} -> (T,H,W) int64 instance ids propagated from the first mask by
+    `mcjepa.eval.davis.label_propagation` with `feature_fn(model, levels)` (keyword arguments passed on)."""
+    features = feature_fn(model, levels)
+
+    def predict(sample: Mapping) -> torch.Tensor:
+        first = torch.as_tensor(sample["masks"][0]).long()
+        return label_propagation(features, sample["frames"].float(), first, **propagation_kwargs)
+
+    return predict
+
