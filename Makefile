@@ -1,0 +1,28 @@
+# The two commands of README.md:  `make demo` (tiny end-to-end reproduction) and `make test` (the test suite).
+# Both create/use the virtual environment $(VENV) and install what they need into it.
+
+VENV ?= .venv
+PYTHON ?= python3
+# The CPU wheel of torch; on a GPU machine set TORCH_SPEC to the CUDA build you want (e.g. "torch==2.13.0").
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+SMOKE_DIR := build/notebook_smoke
+
+.PHONY: setup demo test smoke-notebooks clean-smoke
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	touch $@
+
+demo: setup
+	$(PY) -m mcjepa.notebooks run --profile tiny
+
+test: setup
+	rm -rf $(SMOKE_DIR)
+	$(PY) -m mcjepa.notebooks prepare --profile smoke --out $(SMOKE_DIR)
+	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env -p no:cacheprovider
