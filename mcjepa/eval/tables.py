@@ -172,9 +172,13 @@ def results_table(ours: dict, kind: str = "flow", label: str = DEFAULT_LABEL):
         lines.append("| " + " | ".join(cells) + " |")
     markdown = "\n".join(lines) + f"\n\n{CAVEAT}\n"
 
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(header)), 0.28 * (len(body) + 1) + 0.6))
+    # Column widths follow the longest text of each column, so that long row labels are not cut off.
+    chars = [max(len(str(text)) for text in [name] + [cells[i] for cells in body]) + 2
+             for i, name in enumerate(header)]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.075 * sum(chars)), 0.24 * (len(body) + 1) + 0.4))
     ax.axis("off")
-    table = ax.table(cellText=body, colLabels=header, loc="upper center", cellLoc="center")
+    table = ax.table(cellText=body, colLabels=header, cellLoc="center", bbox=[0, 0, 1, 1],
+                     colWidths=[c / sum(chars) for c in chars])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     for (r, _), cell in table.get_celld().items():
