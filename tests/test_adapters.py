@@ -19,9 +19,12 @@ from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
 
 @pytest.fixture(scope="module")
 def model():
-    """The tiny preset's model with random (non-zero) flow outputs, so flows and occlusions are not trivial."""
+    """The tiny model with a 4-level flow pyramid (strides 32..4) and random (non-zero) flow outputs, so that
+    flows and occlusions are not trivial."""
     torch.manual_seed(0)
-    net = MCJEPA(tiny().model).eval()
+    cfg = tiny().model
+    cfg.flow.strides = (32, 16, 8, 4)
+    net = MCJEPA(cfg).eval()
     with torch.no_grad():
         for estimator in net.flow_head.estimators:
             estimator.to_flow.weight.normal_(0.0, 1e-3)  # flows of ~0.5 px: partly fw-bw consistent
@@ -35,11 +38,11 @@ def frames(height, width, seed=0):
 
 
 def test_flow_predict_fn_keys_shapes_and_cropping(model):
-    frame1, frame2 = frames(40, 70)  # not multiples of the stride 32 -> padded to 64 x 96
+    frame1, frame2 = frames(40, 70)  # not multiples of the stride 32 -> padded
     pred = flow_predict_fn(model)(frame1, frame2)
     assert set(pred) == {"flows_fw", "flows_bw", "flow_fw", "flow_bw", "occlusion_fw", "occlusion_bw",
                          "cost_volume_fn"}
-    expected = [(math.ceil(40 / s), math.ceil(70 / s)) for s in (32, 16, 8, 4)]
+    expected = [(math.ceil(40 / s), math.ceil(70 / s)) for s in model.cfg.flow.strides]
     assert [tuple(f.shape) for f in pred["flows_fw"]] == [(1, 2, *hw) for hw in expected]
     assert [tuple(f.shape) for f in pred["flows_bw"]] == [(1, 2, *hw) for hw in expected]
     assert pred["flow_fw"].shape == pred["flow_bw"].shape == (1, 2, 40, 70)

@@ -32,6 +32,10 @@ from .schedule import build_optimizer
 class TrainingDiverged(RuntimeError):
     """Raised when a loss term is NaN/Inf or the features blow up; the last good checkpoint is kept."""
 
+    def __init__(self, step: int, message: str):
+        super().__init__(f"step {step}: {message}")
+        self.step = step
+
 
 class StepBatches:
     """Index lists for steps [start, end): the global batch of step s is a slice of the permutation of
@@ -109,12 +113,12 @@ def _loader(dataset: Dataset, batches: StepBatches, workers: int) -> DataLoader:
 def _check_finite(terms: dict[str, torch.Tensor], step: int, cfg: Config) -> None:
     for name, value in terms.items():
         if not torch.isfinite(value).all():
-            raise TrainingDiverged(f"step {step}: loss term {name!r} is {value.item()} (NaN/Inf); training stopped, "
-                                   f"the last good checkpoint is kept")
+            raise TrainingDiverged(step, f"loss term {name!r} is {value.item()} (NaN/Inf); training stopped, "
+                                         f"the last good checkpoint is kept")
     norm = terms.get("feat_norm/max")
     if norm is not None and norm.item() > cfg.train.max_feature_norm:
-        raise TrainingDiverged(f"step {step}: mean feature norm {norm.item():.3g} exceeds train.max_feature_norm="
-                               f"{cfg.train.max_feature_norm}: the features are exploding; training stopped")
+        raise TrainingDiverged(step, f"mean feature norm {norm.item():.3g} exceeds train.max_feature_norm="
+                                     f"{cfg.train.max_feature_norm}: the features are exploding; training stopped")
 
 
 def flow_enabled(cfg: Config, step: int) -> bool:
@@ -205,6 +209,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             truncate_metrics(out_dir / "metrics.jsonl", start)
+        else:  # a fresh run in a folder left by a run that died before its first checkpoint
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
         with atomic_write(out_dir / "config.json", "w") as handle:
             json.dump(to_dict(cfg), handle, indent=2)
 
@@ -237,8 +243,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         if not torch.isfinite(grad_norm):
-            raise TrainingDiverged(f"step {step}: gradient norm is {grad_norm.item()}; training stopped, the last "
-                                   f"good checkpoint is kept")
+            raise TrainingDiverged(step, f"gradient norm is {grad_norm.item()}; training stopped, the last good "
+                                         f"checkpoint is kept")
         optimizer.step()
         scheduler.step()
         done = step + 1

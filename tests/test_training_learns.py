@@ -1,0 +1,26 @@
+"""A few hundred tiny M-JEPA steps must learn flow: EPE on held-out generated pairs well below zero flow.
+
+This is the end-to-end check of the whole flow branch (encoder, cost volume, warping, losses, trainer, data);
+it takes a few minutes on 2 CPU cores.
+"""
+
+import torch
+
+from mcjepa.config import apply_overrides, tiny
+from mcjepa.eval.flow_metrics import evaluate_flow_dataset
+from mcjepa.eval.runners import flow_eval_dataset, flow_fn
+from mcjepa.eval.suite import zero_flow_metrics
+from mcjepa.train.trainer import train
+
+
+def test_tiny_m_jepa_beats_zero_flow(tmp_path):
+    torch.set_num_threads(2)
+    cfg = apply_overrides(tiny(), {"train.method": "m-jepa"})
+    result = train(cfg, tmp_path / "run", progress=False)
+    model = result.model.eval()
+    pairs = flow_eval_dataset("embedded", None, cfg)
+    trained = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, progress=False)["epe"]
+    zero = zero_flow_metrics(pairs)["epe"]
+    print(f"held-out EPE: trained {trained:.3f} px, zero flow {zero:.3f} px")
+    # measured: 1.53 vs 2.08 px on the validation pairs after these 400 steps (see the issue notes)
+    assert trained < 0.85 * zero
