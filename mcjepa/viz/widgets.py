@@ -3,8 +3,8 @@
 Each inspector holds its data and a cache of predictions, and exposes
 - `compute_panels(**state) -> dict` : the arrays shown for a control state (pure given the predictions),
 - `render(**state) -> Figure`       : a matplotlib Figure drawn from those arrays (no pyplot),
-- `widget()`                        : ipywidgets controls wired with `interactive_output`; each change renders the
-                                      figure to PNG inside the returned box's Output (works in any frontend).
+- `widget()`                        : ipywidgets controls wired by `live_image`; each change renders the figure
+                                      to PNG into an Image widget (works in any frontend and under papermill).
 
 Conventions: images (3, H, W) in [0, 1]; flows (2, H, W) pixels; predictions are cached per sample index.
 """
@@ -33,10 +33,24 @@ def figure_png(fig: Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def _show_png(fig: Figure) -> None:
-    from IPython.display import Image, display
+def live_image(render, controls: dict):
+    """An ipywidgets.Image showing `render(**values of controls)` as PNG, re-rendered on every change.
 
-    display(Image(data=figure_png(fig)))
+    An Image whose value is replaced, rather than an Output widget capturing display calls: output capture
+    needs the frontend (or nbclient) to route messages back, and under papermill that wait never ends.
+    """
+    import ipywidgets as W
+
+    image = W.Image(format="png")
+
+    def update(_change=None) -> None:
+        fig = render(**{name: control.value for name, control in controls.items()})
+        image.value = figure_png(fig)
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return image
 
 
 def _off(ax) -> None:
@@ -252,7 +266,7 @@ class FlowInspector:
             "x": W.IntSlider(value=width // 2, min=0, max=width - 1, description="x"),
             "y": W.IntSlider(value=height // 2, min=0, max=height - 1, description="y"),
         }
-        output = W.interactive_output(lambda **state: _show_png(self.render(**state)), controls)
+        output = live_image(self.render, controls)
         return W.VBox([W.HBox([controls["pair_index"], controls["level"], controls["direction"]]),
                        W.HBox([controls["view"], controls["x"], controls["y"]]), output])
 
@@ -395,7 +409,7 @@ class SegmentationInspector:
                 controls["class_id"].value = -1
 
             controls["index"].observe(on_index, names="value")
-        output = W.interactive_output(lambda **state: _show_png(self.render(**state)), controls)
+        output = live_image(self.render, controls)
         return W.VBox([W.HBox(list(controls.values())), output])
 
 
@@ -490,6 +504,5 @@ class DataTour:
             index.max = max(len(self.datasets[change["new"]]) - 1, 0)
 
         dataset.observe(on_dataset, names="value")
-        output = W.interactive_output(lambda **state: _show_png(self.render(**state)),
-                                      {"dataset": dataset, "index": index})
+        output = live_image(self.render, {"dataset": dataset, "index": index})
         return W.VBox([W.HBox([dataset, index]), output])
