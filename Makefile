@@ -25,4 +25,4 @@ demo: setup
 test: setup
 	rm -rf $(SMOKE_DIR)
 	$(PY) -m mcjepa.notebooks prepare --profile smoke --out $(SMOKE_DIR)
-	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env -p no:cacheprovider --durations=8

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..config import Config
 from ..data.registry import embedded_scene
 from ..models.mcjepa import MCJEPA
+from .flow_metrics import InputPadder
 
 EMBEDDED_EVAL = {"flow_pairs": 32, "seg_train": 96, "seg_val": 32, "sequences": 6, "frames": 8}
 
@@ -91,12 +92,12 @@ def video_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
 
 
 def pad_to_stride(images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Replicate-pad (B,3,H,W) at the bottom/right to multiples of `stride`; returns the original (H, W)."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = -height % stride, -width % stride
-    if pad_h or pad_w:
-        images = F.pad(images, [0, pad_w, 0, pad_h], mode="replicate")
-    return images, (height, width)
+    """Replicate-pad (B,3,H,W) at the bottom/right to multiples of `stride`; returns the original (H, W).
+
+    Bottom/right padding keeps feature cell (0, 0) aligned with pixel (0, 0), so maps are cropped from the
+    top-left corner."""
+    padder = InputPadder(images.shape, stride=stride, mode="bottom_right")
+    return padder.pad_tensor(images), (padder.height, padder.width)
 
 
 def feature_fn(model: MCJEPA, levels: str | tuple[int, ...] = "last") -> Callable[[torch.Tensor], torch.Tensor]:
