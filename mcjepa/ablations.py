@@ -403,12 +403,13 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, title: str
         y = np.where(np.isfinite(epe[bad]), epe[bad], np.nanmean(epe) if np.isfinite(epe).any() else 0.0)
         handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
                            label="diverged (last good checkpoint)")
-    for axis, values in ((ax, epe), (right, miou)):
+    # a minimum visible span per axis (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
+    for axis, values, min_span in ((ax, epe, 0.5), (right, miou, 5.0)):
         finite = values[np.isfinite(values)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())
-            pad = 0.15 * (hi - lo) if hi > lo else max(0.1 * abs(hi), 0.5)
-            axis.set_ylim(lo - pad, hi + pad)
+            centre, span = (lo + hi) / 2, max(1.3 * (hi - lo), min_span)
+            axis.set_ylim(centre - span / 2, centre + span / 2)
     return handles
 
 
