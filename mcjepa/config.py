@@ -59,7 +59,6 @@ class LossConfig:
     rec_l1: float = 0.15  # ARFlow's balance; our choice
     rec_l2: float = 0.0  # the paper names L2 too; weight unknown, off by default (our choice)
     rec_ssim: float = 0.85
-    rec_levels: float = 0.0  # image loss at every flow level too (ARFlow); the paper uses full resolution only
     regression: float = 1.0  # feature regression (JEPA prediction), every level
     smoothness: float = 75.0  # ARFlow KITTI value, applied to flow / min(H, W)
     smooth_order: int = 2

@@ -374,3 +374,25 @@ def test_flow_loss_terms_pair_each_direction_with_its_own_flow():
     for name, value in (("flow/reg", reg), ("flow/cycle", cyc), ("flow/rec", rec), ("flow/smooth", smooth)):
         assert terms[name].item() == pytest.approx(value.item(), rel=1e-5), name
     assert "flow/occluded_fraction" not in terms
+
+
+@pytest.mark.parametrize("train_flow", [True, False])
+def test_feature_losses_reach_the_flow_only_when_asked(train_flow):
+    """With feature_losses_train_flow=False the regression/cycle terms must not send gradient into the flow."""
+    from mcjepa.config import LossConfig
+    from mcjepa.losses.total import flow_loss
+    from mcjepa.models.mcjepa import FlowOutput
+
+    torch.manual_seed(0)
+    x1, x2 = (torch.randn(1, 4, 6, 8, requires_grad=True) for _ in range(2))  # encoder features
+    f12 = (0.7 * torch.randn(1, 2, 6, 8)).requires_grad_()
+    f21 = (0.7 * torch.randn(1, 2, 6, 8)).requires_grad_()
+    image = torch.rand(1, 3, 6, 8)
+    out = FlowOutput([x1], [x2], [f12], [f21], torch.zeros(1, 2, 6, 8), torch.zeros(1, 2, 6, 8))
+    cfg = LossConfig(reconstruction=0.0, smoothness=0.0, vc=0.0, regression=1.0, cycle=1.0,
+                     feature_losses_train_flow=train_flow)
+    total, _ = flow_loss(out, image, image, cfg, occlusion=False)
+    total.backward()
+    moved = sum(0.0 if f.grad is None else f.grad.abs().sum().item() for f in (f12, f21))
+    assert (moved > 0) == train_flow
+    assert x1.grad.abs().sum() > 0  # the features are trained either way

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..config import LossConfig
 from ..models.mcjepa import FlowOutput
@@ -26,8 +25,7 @@ def _visible(flow_a: torch.Tensor, flow_b: torch.Tensor, cfg: LossConfig, occlus
 
 def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
               cfg: LossConfig, occlusion: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_flow = w_rec L_rec + w_rec_levels sum_l L_rec^l + w_smooth L_smooth
-             + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l + w_vc L_vc^l),
+    """L_flow = w_rec L_rec + w_smooth L_smooth + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l + w_vc L_vc^l),
 
     every term summed over both directions (1->2 and 2->1); a_l are `cfg.level_weights` (coarse to fine).
     frame1, frame2: (B, 3, H, W). `occlusion=False` disables the forward-backward masks (used before
@@ -55,19 +53,13 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
     weights = dict(w_l1=cfg.rec_l1, w_l2=cfg.rec_l2, w_ssim=cfg.rec_ssim)
     rec = (reconstruction_loss(frame1, warp(frame2, out.flow_fw, "border"), visible1, **weights) +
            reconstruction_loss(frame2, warp(frame1, out.flow_bw, "border"), visible2, **weights))
-    rec_levels = frame1.new_zeros(())
-    if cfg.rec_levels:  # ARFlow-style: the image loss at every flow level too, images area-downsampled
-        for f12, f21 in zip(out.flows_fw, out.flows_bw):
-            image1, image2 = (F.interpolate(f, size=f12.shape[-2:], mode="area") for f in (frame1, frame2))
-            rec_levels = rec_levels + (reconstruction_loss(image1, warp(image2, f12, "border"), None, **weights) +
-                                       reconstruction_loss(image2, warp(image1, f21, "border"), None, **weights))
     scale = min(frame1.shape[-2:])
     smooth = (smoothness_loss(out.flow_fw / scale, frame1, cfg.smooth_alpha, cfg.smooth_order) +
               smoothness_loss(out.flow_bw / scale, frame2, cfg.smooth_alpha, cfg.smooth_order))
 
-    total = (cfg.reconstruction * rec + cfg.rec_levels * rec_levels + cfg.smoothness * smooth + cfg.regression * reg + cfg.cycle * cyc +
+    total = (cfg.reconstruction * rec + cfg.smoothness * smooth + cfg.regression * reg + cfg.cycle * cyc +
              cfg.vc * vc)
-    terms = {"flow/rec": rec, "flow/rec_levels": rec_levels, "flow/smooth": smooth, "flow/reg": reg, "flow/cycle": cyc, "flow/vc": vc,
+    terms = {"flow/rec": rec, "flow/smooth": smooth, "flow/reg": reg, "flow/cycle": cyc, "flow/vc": vc,
              "flow/total": total}
     if visible1 is not None:
         terms["flow/occluded_fraction"] = 1.0 - visible1.mean()
