@@ -1,10 +1,11 @@
-"""Image reconstruction loss: L1 + L2 + SSIM between frame 1 and frame 2 warped by the forward flow."""
+"""Image reconstruction loss: L1 + L2 + SSIM + census between frame 1 and frame 2 warped by the forward flow."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from .census import census_loss
 from .masked import masked_mean
 
 
@@ -34,11 +35,13 @@ def ssim_dissimilarity(x: torch.Tensor, y: torch.Tensor, c1: float = 0.01**2, c2
 
 
 def reconstruction_loss(image: torch.Tensor, reconstruction: torch.Tensor, mask: torch.Tensor | None = None,
-                        w_l1: float = 0.15, w_l2: float = 0.0, w_ssim: float = 0.85) -> torch.Tensor:
+                        w_l1: float = 0.15, w_l2: float = 0.0, w_ssim: float = 0.85, w_census: float = 0.0,
+                        census_radius: int = 3) -> torch.Tensor:
     """d(I1, f(I2)) on visible pixels:
 
-        L_rec = w_l1 * <|I - R|> + w_l2 * <(I - R)^2> + w_ssim * <(1 - SSIM(I, R)) / 2>
+        L_rec = w_l1 * <|I - R|> + w_l2 * <(I - R)^2> + w_ssim * <(1 - SSIM(I, R)) / 2> + w_census * L_census
 
+    (L_census: `census.census_loss`, patch radius `census_radius`; it carries no gradient into `image`)
     where <.> is the mean over channels and over pixels with mask = 1.
     image, reconstruction: (B, 3, H, W); mask: (B, 1, H, W) in {0, 1} (non-occluded and inside the image).
     """
@@ -50,4 +53,6 @@ def reconstruction_loss(image: torch.Tensor, reconstruction: torch.Tensor, mask:
         loss = loss + w_l2 * masked_mean(diff.pow(2), mask)
     if w_ssim:
         loss = loss + w_ssim * masked_mean(ssim_dissimilarity(image, reconstruction), mask)
+    if w_census:
+        loss = loss + w_census * census_loss(image, reconstruction, mask, census_radius)
     return loss
