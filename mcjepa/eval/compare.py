@@ -4,6 +4,7 @@
     untrained_run(cfg, runs_dir)        a run folder holding a freshly initialised model: the "no training" floor
     evaluate_runs(runs, task, datasets) {method: {dataset: metrics}} through mcjepa.eval.suite.evaluate_run
     zero_flow_results(cfg, datasets)    the zero-flow baseline on the same pairs
+    classical_flow_baselines(cfg, ...)  OpenCV's Farneback and DIS on the same pairs (mcjepa.eval.classical)
     paper_table_rows(results, task)     our rows for mcjepa.eval.tables.save_results_table (x100 for mIoU/J&F)
     results_markdown, bar_values        our numbers as a Markdown table / as bars for
                                         mcjepa.viz.notebook_figures.plot_grouped_bars
@@ -138,6 +139,23 @@ def zero_flow_results(cfg: Config, datasets: Sequence[str], roots: Mapping | Non
 
     roots = eval_roots(roots)
     return {name: zero_flow_metrics(flow_eval_dataset(name, roots.get(name), cfg)) for name in datasets}
+
+
+def classical_flow_baselines(cfg: Config, datasets: Sequence[str], roots: Mapping | None = None) -> dict:
+    """{method label: {dataset: metrics + seconds_per_pair}} of OpenCV's Farneback and DIS on the evaluation
+    pairs of each dataset: the methods a user would pick instead of a learned model. Needs the eval extra."""
+    from .classical import classical_flow_results
+    from .runners import flow_eval_dataset
+
+    roots = eval_roots(roots)
+    return classical_flow_results({name: flow_eval_dataset(name, roots.get(name), cfg) for name in datasets})
+
+
+def baseline_backbones() -> dict:
+    """The backbone cell of the non-learned rows of our tables."""
+    from .classical import CLASSICAL_FLOW
+
+    return {"zero flow": "-", **{label: "- (classical)" for label in CLASSICAL_FLOW.values()}}
 
 
 def _finite(value) -> bool:
