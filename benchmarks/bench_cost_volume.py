@@ -1,4 +1,4 @@
-"""Time `local_cost_volume` (forward, backward) at the PWC-like sizes of ../shared/anchors.md section 3, and the
+"""Time `local_cost_volume` (forward, backward) at PWC-like sizes (radius 4, B=4, C 32..128), and the
 flow head (forward + backward) at the tiny preset's pyramid sizes.
 
     python benchmarks/bench_cost_volume.py [--device cpu|cuda] [--threads 1] [--reps 5]

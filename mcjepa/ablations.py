@@ -54,7 +54,7 @@ EVAL_DATASETS = {  # evaluation data of the points: the paper's ablations report
     "paper": {"flow": "kitti2015", "segmentation": "pascal_voc", "davis": "davis2017"},
 }
 
-# What /work/shared/paper.md says about each ablation (no more: it does not give the Fig. 5 curves' values).
+# What the paper says about each ablation (docs/method.md) (no more: it does not give the Fig. 5 curves' values).
 PAPER_TRENDS = {
     "flow_start": "Fig. 5-1 sweeps the epoch at which flow training starts (out of 100 pretraining epochs); "
                   "the final recipe starts the flow losses at epoch 10 (SSL only before). The curve's values "

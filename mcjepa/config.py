@@ -1,6 +1,6 @@
 """Plain dataclass configs with the paper's defaults, a `tiny()` preset, and dotted-name overrides.
 
-`paper()` follows ../shared/paper.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from epoch 10, ...).
+`paper()` follows the paper as restated in docs/method.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from epoch 10, ...).
 Where the paper's exact value is unknown the field's comment says "our choice". `tiny()` is small enough to
 train in minutes on 2 CPU cores at 96x128 on the embedded synthetic data.
 
@@ -59,6 +59,8 @@ class LossConfig:
     rec_l1: float = 0.15  # ARFlow's balance; our choice
     rec_l2: float = 0.0  # the paper names L2 too; weight unknown, off by default (our choice)
     rec_ssim: float = 0.85
+    rec_census: float = 0.0  # census (ternary) loss of UnFlow/ARFlow/UFlow; not in the paper (tiny preset: on)
+    census_radius: int = 3  # census patch (2r+1)^2: UFlow's 7x7
     regression: float = 1.0  # feature regression (JEPA prediction), every level
     smoothness: float = 75.0  # ARFlow KITTI value, applied to flow / min(H, W)
     smooth_order: int = 2
@@ -71,6 +73,8 @@ class LossConfig:
     vc_covariance: float = 0.04  # VICReg's 25:1 variance:covariance ratio
     vc_max_positions: int = 4096  # positions per level fed to the covariance (evenly strided subsample)
     level_weights: tuple[float, ...] = ()  # per-level multipliers, coarse to fine; () = all ones
+    rec_coarse_weights: tuple[float, ...] = ()  # reconstruction loss of the coarser flow levels (ARFlow's
+    # multi-scale photometric loss), coarse to fine, one per level but the finest; () = finest level only
     occlusion_alpha1: float = 0.01  # UnFlow forward-backward check
     occlusion_alpha2: float = 0.5
     use_occlusion: bool = True
@@ -92,7 +96,9 @@ class DataConfig:
     image_base: tuple[int, int] = (256, 256)  # stills are resized/cropped to this before the views are drawn
     embedded_pairs: int = 4096  # size of the generated training set (rendered on the fly)
     embedded_size: tuple[int, int] = (96, 128)
-    embedded_max_translation: float = 8.0  # px/frame of the generated objects (background: 0.4x)
+    embedded_max_translation: float = 8.0  # px/frame of the generated objects (background: 0.4x); defines the
+    # held-out evaluation pairs too
+    embedded_train_max_translation: float = 0.0  # training pairs only; 0 = same as embedded_max_translation
     seed: int = 0
 
 
@@ -244,6 +250,11 @@ def validate(cfg: Config) -> None:
     if cfg.loss.level_weights and len(cfg.loss.level_weights) != len(cfg.model.flow.strides):
         raise ValueError(f"loss.level_weights has {len(cfg.loss.level_weights)} entries but the flow head has "
                          f"{len(cfg.model.flow.strides)} levels {cfg.model.flow.strides}")
+    if cfg.loss.rec_coarse_weights and len(cfg.loss.rec_coarse_weights) != len(cfg.model.flow.strides) - 1:
+        raise ValueError(f"loss.rec_coarse_weights has {len(cfg.loss.rec_coarse_weights)} entries; it needs one per "
+                         f"flow level but the finest: {len(cfg.model.flow.strides) - 1} for {cfg.model.flow.strides}")
+    if any(w < 0 for w in cfg.loss.rec_coarse_weights):
+        raise ValueError(f"loss.rec_coarse_weights must be >= 0, got {cfg.loss.rec_coarse_weights}")
     if cfg.model.flow.feature_norm not in ("none", "l2", "center"):
         raise ValueError(f"model.flow.feature_norm must be none|l2|center, got {cfg.model.flow.feature_norm!r}")
     available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())

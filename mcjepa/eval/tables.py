@@ -1,6 +1,6 @@
 """The paper's reported numbers as data, and tables that put our numbers beside them.
 
-Source: /work/shared/paper.md "Headline results" (MC-JEPA, Bardes, Ponce, LeCun 2023, as reported by two
+Source: the paper's reported results, restated in docs/method.md (MC-JEPA, Bardes, Ponce, LeCun 2023, as reported by two
 independent write-ups; "-" in the paper = None here). Our rows are ALWAYS labelled as ours with their
 scale/data (e.g. "ours (tiny, embedded data)") and highlighted in the figure: this kit's numbers come from
 small models on small data and are not comparable to the paper-scale numbers.
