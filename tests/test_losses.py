@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mcjepa.config import LossConfig
 from mcjepa.losses.masked import masked_mean
@@ -396,3 +397,42 @@ def test_feature_losses_reach_the_flow_only_when_asked(train_flow):
     moved = sum(0.0 if f.grad is None else f.grad.abs().sum().item() for f in (f12, f21))
     assert (moved > 0) == train_flow
     assert x1.grad.abs().sum() > 0  # the features are trained either way
+
+
+def test_coarse_reconstruction_is_zero_for_the_true_translation_and_trains_the_coarse_flow():
+    """Frames = a texture and its copy moved by (4, 0) px. Level flows in their own pixels: the true motion is
+    (2, 0) at the 1/2 level and (1, 0) at the 1/4 level (images 16x32, flows 8x16 and 4x8, finest stride 2).
+    With the true flows the coarse L1 term is ~0 away from the border; with zero flows it is not, and its
+    gradient reaches the coarse flows."""
+    from mcjepa.losses.total import coarse_reconstruction
+    from mcjepa.models.mcjepa import FlowOutput
+
+    gen = torch.Generator().manual_seed(0)
+    texture = F.interpolate(torch.rand(1, 3, 8, 20, generator=gen), size=(16, 40), mode="bilinear",
+                            align_corners=True)
+    frame1, frame2 = texture[..., 4:36], texture[..., 0:32]  # frame2(x) = frame1(x - 4): flow 1->2 is u = +4
+    cfg = LossConfig(rec_l1=1.0, rec_ssim=0.0, use_occlusion=False, rec_coarse_weights=(1.0,))
+
+    def output(u_coarse):
+        fw = [torch.full((1, 2, 4, 8), 0.0), torch.zeros(1, 2, 8, 16)]
+        fw[0][:, 0] = u_coarse
+        bw = [-f for f in fw]
+        return FlowOutput([], [], [f.requires_grad_() for f in fw], [b for b in bw], fw[1], bw[1])
+
+    right = output(1.0)
+    wrong = output(0.0)
+    loss_right = coarse_reconstruction(right, frame1, frame2, cfg, occlusion=False)
+    loss_wrong = coarse_reconstruction(wrong, frame1, frame2, cfg, occlusion=False)
+    assert loss_wrong.item() > 5 * loss_right.item()
+    loss_wrong.backward()
+    assert wrong.flows_fw[0].grad.abs().sum() > 0
+    assert wrong.flows_fw[1].grad is None  # the finest level is not part of the coarse term
+    none = coarse_reconstruction(wrong, frame1, frame2, LossConfig(rec_coarse_weights=(0.0,)), occlusion=False)
+    assert none.item() == 0.0
+
+
+def test_rec_coarse_weights_length_is_checked():
+    from mcjepa.config import apply_overrides, tiny
+
+    with pytest.raises(ValueError, match="one per flow level but the finest"):
+        apply_overrides(tiny(), {"loss.rec_coarse_weights": (1.0, 1.0, 1.0)})

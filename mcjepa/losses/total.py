@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..config import LossConfig
 from ..models.mcjepa import FlowOutput
-from ..models.warp import warp
+from ..models.warp import resize_flow, warp
 from .occlusion import forward_backward_occlusion
 from .photometric import reconstruction_loss
 from .regression import cycle_consistency_loss, feature_regression_loss
@@ -21,6 +22,36 @@ def _visible(flow_a: torch.Tensor, flow_b: torch.Tensor, cfg: LossConfig, occlus
     with torch.no_grad():
         return 1.0 - forward_backward_occlusion(flow_a.detach(), flow_b.detach(), cfg.occlusion_alpha1,
                                                 cfg.occlusion_alpha2)
+
+
+def reconstruction_both_ways(frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor,
+                             flow_bw: torch.Tensor, cfg: LossConfig, occlusion: bool) -> torch.Tensor:
+    """L_rec(I1, warp(I2, f_fw)) + L_rec(I2, warp(I1, f_bw)) for frames (B, 3, H, W) and flows (B, 2, H, W)
+    in pixels of that size, each direction masked by its forward-backward visibility."""
+    visible1 = _visible(flow_fw, flow_bw, cfg, occlusion)
+    visible2 = _visible(flow_bw, flow_fw, cfg, occlusion)
+    weights = dict(w_l1=cfg.rec_l1, w_l2=cfg.rec_l2, w_ssim=cfg.rec_ssim, w_census=cfg.rec_census,
+                   census_radius=min(cfg.census_radius, (min(frame1.shape[-2:]) - 1) // 2))
+    return (reconstruction_loss(frame1, warp(frame2, flow_fw, "border"), visible1, **weights) +
+            reconstruction_loss(frame2, warp(frame1, flow_bw, "border"), visible2, **weights))
+
+
+def coarse_reconstruction(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor, cfg: LossConfig,
+                          occlusion: bool) -> torch.Tensor:
+    """sum_l w_l L_rec at level l (ARFlow's multi-scale photometric loss): each coarser level's flow
+    (B, 2, h_l, w_l) is upsampled by the finest level's stride ratio, as the finest flow is to the image, and
+    compared with the frames area-downsampled to that size. w_l = `cfg.rec_coarse_weights`, coarse to fine."""
+    total = frame1.new_zeros(())
+    finest = out.flows_fw[-1].shape[-1]
+    for weight, flow_fw, flow_bw in zip(cfg.rec_coarse_weights, out.flows_fw[:-1], out.flows_bw[:-1]):
+        if not weight:
+            continue
+        factor = frame1.shape[-1] // finest
+        size = (flow_fw.shape[-2] * factor, flow_fw.shape[-1] * factor)
+        images = [F.interpolate(f, size=size, mode="area") for f in (frame1, frame2)]
+        total = total + weight * reconstruction_both_ways(*images, resize_flow(flow_fw, size),
+                                                          resize_flow(flow_bw, size), cfg, occlusion)
+    return total
 
 
 def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
@@ -48,11 +79,9 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
             vc = vc + a * sum(variance_covariance_loss(x, cfg.vc_variance, cfg.vc_covariance, cfg.vc_max_positions)
                               for x in (x1, x2))
 
-    visible1 = _visible(out.flow_fw, out.flow_bw, cfg, occlusion)
-    visible2 = _visible(out.flow_bw, out.flow_fw, cfg, occlusion)
-    weights = dict(w_l1=cfg.rec_l1, w_l2=cfg.rec_l2, w_ssim=cfg.rec_ssim)
-    rec = (reconstruction_loss(frame1, warp(frame2, out.flow_fw, "border"), visible1, **weights) +
-           reconstruction_loss(frame2, warp(frame1, out.flow_bw, "border"), visible2, **weights))
+    rec = reconstruction_both_ways(frame1, frame2, out.flow_fw, out.flow_bw, cfg, occlusion)
+    if cfg.rec_coarse_weights:
+        rec = rec + coarse_reconstruction(out, frame1, frame2, cfg, occlusion)
     scale = min(frame1.shape[-2:])
     smooth = (smoothness_loss(out.flow_fw / scale, frame1, cfg.smooth_alpha, cfg.smooth_order) +
               smoothness_loss(out.flow_bw / scale, frame2, cfg.smooth_alpha, cfg.smooth_order))
@@ -61,6 +90,7 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
              cfg.vc * vc)
     terms = {"flow/rec": rec, "flow/smooth": smooth, "flow/reg": reg, "flow/cycle": cyc, "flow/vc": vc,
              "flow/total": total}
+    visible1 = _visible(out.flow_fw, out.flow_bw, cfg, occlusion)
     if visible1 is not None:
         terms["flow/occluded_fraction"] = 1.0 - visible1.mean()
     return total, {k: v.detach() for k, v in terms.items()}
