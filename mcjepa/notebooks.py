@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from .experiments import project_root
+from .config import Config
+from .experiments import ensure_runs, project_root, run_config
 
 NOTEBOOKS = (
     ("00_data_tour", "the data: embedded sequences/stills with exact GT, and the offline real sources"),
@@ -82,13 +84,37 @@ def _profile_parameters(profile: str, out: Path | None) -> dict:
     raise ValueError(f"unknown profile {profile!r}; use tiny or smoke")
 
 
-def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Path | None = None) -> list[Path]:
-    """Execute every notebook (every sweep point) with papermill; returns the executed notebooks."""
+EVAL_EVERY = 50  # the notebooks' default `eval_every`: runs trained ahead log the same validation curve
+
+
+def profile_runs(profile: str = "tiny") -> list[Config]:
+    """The training runs that the notebooks of a profile ask for (at their default parameters): M-JEPA, VICReg,
+    MC-JEPA (notebooks 01-03, reused by 09-14) and one MC-JEPA run per sweep point (04-07)."""
+    from .ablations import point_config
+
+    if profile != "tiny":
+        raise ValueError(f"runs are trained ahead for the tiny profile only, got {profile!r}")
+    configs = [run_config("tiny", method, {}, seed=0) for method in ("m-jepa", "vicreg", "mc-jepa")]
+    ablation = {"04_ablation_cycle": "cycle", "05_ablation_flow_start": "flow_start",
+                "06_ablation_balance": "balance", "07_ablation_vc": "vc"}
+    for name, (_, values) in SWEEPS.items():
+        configs += [point_config(ablation[name], value, "tiny") for value in values]
+    return configs
+
+
+def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Path | None = None,
+            workers: int = 1) -> list[Path]:
+    """Execute every notebook (every sweep point) with papermill; returns the executed notebooks.
+
+    With `workers` > 1 (tiny profile, all notebooks) the training runs of `profile_runs` are first trained in
+    parallel processes (`ensure_runs`, progress printed), so that the notebooks then find them cached."""
     import papermill
 
     output_dir = output_dir or project_root() / "outputs" / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)
     executed, began = [], time.time()
+    if profile == "tiny" and not only and workers > 1:
+        ensure_runs(profile_runs(profile), workers=workers, eval_every=EVAL_EVERY)
     for name, what in NOTEBOOKS:
         if only and name not in only:
             continue
@@ -130,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run")
     run.add_argument("--profile", default="tiny", choices=["tiny", "smoke"])
     run.add_argument("--only", nargs="*", help="notebook names (without .ipynb) to run")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="training runs trained in parallel before the notebooks (default: one per core)")
     prep = sub.add_parser("prepare")
     prep.add_argument("--profile", default="smoke", choices=["tiny", "smoke"])
     prep.add_argument("--out", required=True, type=Path)
@@ -143,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([str(p) for p in prepare(args.profile, args.out)], indent=1))
         return 0
     began = time.time()
-    run_all(args.profile, args.only)
+    run_all(args.profile, args.only, workers=args.workers)
     figures = list_figures(project_root() / "figures")
     print(f"\nThe tiny reproduction took {time.time() - began:.0f} s. Figures ({len(figures)}) in "
           f"{project_root() / 'figures'}:")

@@ -35,12 +35,15 @@ def _root(cfg: DataConfig, name: str) -> str:
     return cfg.roots[name]
 
 
-def embedded_scene(cfg: DataConfig):
-    """The generator settings of the embedded data for a data config."""
+def embedded_scene(cfg: DataConfig, split: str = "test"):
+    """The generator settings of the embedded data for a data config; the train split may move faster
+    (`embedded_train_max_translation`) while val/test stay the fixed held-out benchmark."""
     from .synthetic import SceneConfig
 
-    return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1],
-                       max_translation=cfg.embedded_max_translation)
+    translation = cfg.embedded_max_translation
+    if split == "train" and cfg.embedded_train_max_translation > 0:
+        translation = cfg.embedded_train_max_translation
+    return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation)
 
 
 def flow_dataset(name: str, cfg: DataConfig, split: str = "train") -> Dataset:
@@ -49,7 +52,7 @@ def flow_dataset(name: str, cfg: DataConfig, split: str = "train") -> Dataset:
         from .synthetic import SyntheticFlowPairs
 
         length = cfg.embedded_pairs if split == "train" else max(16, cfg.embedded_pairs // 32)
-        return SyntheticFlowPairs(length, seed=cfg.seed, cfg=embedded_scene(cfg), split=split)
+        return SyntheticFlowPairs(length, seed=cfg.seed, cfg=embedded_scene(cfg, split), split=split)
     from . import flow_datasets as fd
 
     builders: dict[str, Callable[[str], Dataset]] = {
