@@ -43,8 +43,7 @@ NOTEBOOKS = (
 )
 
 # Parameter values of the sweep points run by the tiny reproduction. The base value of each sweep is in its
-# list, so the four sweeps share one base run: notebook 03's MC-JEPA run. (At 5 epochs the flow has not started
-# learning yet, measured: every point at the zero-flow EPE, so the sweeps train as long as the main runs.)
+# list, so the four sweeps share one base run (the tiny MC-JEPA recipe at SWEEP_SCHEDULE's length).
 SWEEPS = {
     "04_ablation_cycle": ("coef", (0.0, 0.1, 1.0)),
     "05_ablation_flow_start": ("flow_start_epoch", (0.0, 1.0, 3.0)),
@@ -53,6 +52,11 @@ SWEEPS = {
 }
 
 SMOKE = {"epochs": 1, "steps_per_epoch": 4}  # a few steps: the notebooks' code paths, not their results
+# In the tiny reproduction the sweep points (04-07, collected by 08) train shorter runs than the main ones (01-03)
+# so that the whole reproduction fits in about 15 minutes on 2 cores; their base point is a run of the same
+# length (the sweeps share one recipe hash), not notebook 03's run.
+SWEEP_SCHEDULE = {"epochs": 10, "steps_per_epoch": 30}
+SWEEP_NOTEBOOKS = (*SWEEPS, "08_ablation_plots")
 
 
 def notebook_path(name: str) -> Path:
@@ -76,9 +80,9 @@ def _points(name: str, profile: str) -> list[dict]:
     return [{key: value} for value in (values if profile == "tiny" else values[:1])]
 
 
-def _profile_parameters(profile: str, out: Path | None) -> dict:
+def _profile_parameters(profile: str, out: Path | None, name: str = "") -> dict:
     if profile == "tiny":
-        return {}
+        return dict(SWEEP_SCHEDULE) if name in SWEEP_NOTEBOOKS else {}
     if profile == "smoke":
         return {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures")}
     raise ValueError(f"unknown profile {profile!r}; use tiny or smoke")
@@ -88,8 +92,9 @@ EVAL_EVERY = 50  # the notebooks' default `eval_every`: runs trained ahead log t
 
 
 def profile_runs(profile: str = "tiny") -> list[Config]:
-    """The training runs that the notebooks of a profile ask for (at their default parameters): M-JEPA, VICReg,
-    MC-JEPA (notebooks 01-03, reused by 09-14) and one MC-JEPA run per sweep point (04-07)."""
+    """The training runs that the notebooks of a profile ask for (at the parameters `run_all` gives them): M-JEPA,
+    VICReg, MC-JEPA (notebooks 01-03, reused by 09-14) and one MC-JEPA run per sweep point (04-07, at
+    `SWEEP_SCHEDULE`)."""
     from .ablations import point_config
 
     if profile != "tiny":
@@ -98,7 +103,7 @@ def profile_runs(profile: str = "tiny") -> list[Config]:
     ablation = {"04_ablation_cycle": "cycle", "05_ablation_flow_start": "flow_start",
                 "06_ablation_balance": "balance", "07_ablation_vc": "vc"}
     for name, (_, values) in SWEEPS.items():
-        configs += [point_config(ablation[name], value, "tiny") for value in values]
+        configs += [point_config(ablation[name], value, "tiny", **SWEEP_SCHEDULE) for value in values]
     return configs
 
 
@@ -123,7 +128,7 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
             target = output_dir / f"{name}{suffix}.ipynb"
             print(f"[{time.time() - began:7.1f}s] {name}{suffix}: {what}", flush=True)
             papermill.execute_notebook(str(notebook_path(name)), str(target),
-                                       parameters={**_profile_parameters(profile, output_dir), **point},
+                                       parameters={**_profile_parameters(profile, output_dir, name), **point},
                                        cwd=str(notebook_path(name).parent), progress_bar=False)
             executed.append(target)
     print(f"done in {time.time() - began:.0f} s; executed notebooks in {output_dir}")
@@ -140,7 +145,8 @@ def prepare(profile: str, out: Path) -> list[Path]:
         for point in _points(name, profile):
             target = out / f"{name}.ipynb"
             papermill.execute_notebook(str(notebook_path(name)), str(target),
-                                       parameters={**_profile_parameters(profile, out), **point}, prepare_only=True)
+                                       parameters={**_profile_parameters(profile, out, name), **point},
+                                       prepare_only=True)
             written.append(target)
     return written
 

@@ -6,7 +6,7 @@ import json
 from mcjepa.config import tiny
 from mcjepa.data.registry import embedded_scene, flow_dataset
 from mcjepa.experiments import ensure_runs, is_finished, run_dir, run_status
-from mcjepa.notebooks import SWEEPS, profile_runs
+from mcjepa.notebooks import SWEEP_SCHEDULE, SWEEPS, _profile_parameters, profile_runs
 from tests.test_trainer import micro_config
 
 
@@ -26,11 +26,18 @@ def test_two_runs_in_two_workers_duplicates_once_and_cache_reused(tmp_path, caps
     assert (run_dir(a, tmp_path) / "done.json").stat().st_mtime_ns == stamp  # not retrained
 
 
-def test_profile_runs_cover_the_main_runs_and_every_sweep_point():
+def test_profile_runs_cover_the_main_runs_and_every_sweep_point_at_the_sweep_length():
     configs = profile_runs("tiny")
     methods = [c.train.method for c in configs]
     assert methods.count("m-jepa") == 1 and methods.count("vicreg") == 1
     assert len(configs) == 3 + sum(len(values) for _, values in SWEEPS.values())
+    sweep_steps = SWEEP_SCHEDULE["epochs"] * SWEEP_SCHEDULE["steps_per_epoch"]
+    assert [c.total_steps for c in configs[3:]] == [sweep_steps] * (len(configs) - 3)
+    assert configs[0].total_steps == tiny().total_steps
+    # the notebooks get the same schedule: sweeps and the plots notebook, not the main runs
+    assert _profile_parameters("tiny", None, "04_ablation_cycle") == SWEEP_SCHEDULE
+    assert _profile_parameters("tiny", None, "08_ablation_plots") == SWEEP_SCHEDULE
+    assert _profile_parameters("tiny", None, "03_train_mc_jepa") == {}
 
 
 def test_train_motion_range_changes_training_pairs_only():

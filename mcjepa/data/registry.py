@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..config import DataConfig
+from .cache import RenderedOnce
 
 FLOW_DATASETS = ("embedded", "flyingchairs", "flyingthings3d", "sintel", "kitti2015", "kitti2012",
                  "kitti_multiview", "kitti_raw", "hd1k", "opencv_doc")
@@ -46,13 +47,16 @@ def embedded_scene(cfg: DataConfig, split: str = "test"):
     return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation)
 
 
-def flow_dataset(name: str, cfg: DataConfig, split: str = "train") -> Dataset:
-    """One flow dataset of unlabelled (for training) frame pairs by its registry name."""
+def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: bool = False) -> Dataset:
+    """One flow dataset of unlabelled (for training) frame pairs by its registry name. `frames_only`: the
+    trainer's view, items may hold only "frame1"/"frame2" (the embedded pairs then come rendered once from
+    the cache, `mcjepa.data.cache`)."""
     if name == "embedded":
         from .synthetic import SyntheticFlowPairs
 
         length = cfg.embedded_pairs if split == "train" else max(16, cfg.embedded_pairs // 32)
-        return SyntheticFlowPairs(length, seed=cfg.seed, cfg=embedded_scene(cfg, split), split=split)
+        pairs = SyntheticFlowPairs(length, seed=cfg.seed, cfg=embedded_scene(cfg, split), split=split)
+        return RenderedOnce(pairs, ("frame1", "frame2")) if frames_only else pairs
     from . import flow_datasets as fd
 
     builders: dict[str, Callable[[str], Dataset]] = {
@@ -74,23 +78,24 @@ def flow_dataset(name: str, cfg: DataConfig, split: str = "train") -> Dataset:
     return builders[name](_root(cfg, name))
 
 
-def flow_mix(cfg: DataConfig, split: str = "train") -> Dataset:
+def flow_mix(cfg: DataConfig, split: str = "train", frames_only: bool = False) -> Dataset:
     """The configured mix of flow datasets, each repeated by its factor (RAFT-style `3*sintel + kitti`)."""
     parts = []
     for entry in cfg.flow_datasets:
         name, times = parse_mix(entry)
-        parts += [flow_dataset(name, cfg, split)] * times
+        parts += [flow_dataset(name, cfg, split, frames_only)] * times
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def image_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
-    """Still images for the content (VICReg) branch."""
+def image_dataset(cfg: DataConfig, split: str = "train", images_only: bool = False) -> Dataset:
+    """Still images for the content (VICReg) branch; `images_only` as `frames_only` in `flow_dataset`."""
     name = cfg.image_dataset
     if name == "embedded":
         from .synthetic import SyntheticStills
 
         length = cfg.embedded_pairs if split == "train" else max(16, cfg.embedded_pairs // 32)
-        return SyntheticStills(length, seed=cfg.seed, cfg=embedded_scene(cfg), split=split)
+        stills = SyntheticStills(length, seed=cfg.seed, cfg=embedded_scene(cfg), split=split)
+        return RenderedOnce(stills, ("image",)) if images_only else stills
     if name == "imagenet":
         from .content_datasets import ImageFolder
 

@@ -188,11 +188,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     data = cfg.data
     flow_iter = image_iter = None
     if needs_flow:
-        pairs = flow_mix(data)
+        pairs = flow_mix(data, frames_only=True)
         flow_iter = iter(_loader(pairs, StepBatches(len(pairs), cfg.train.batch_size, data.seed, start, total,
                                                     rank, world), cfg.train.num_workers))
     if needs_images:
-        stills = image_dataset(data)
+        stills = image_dataset(data, images_only=True)
         image_iter = iter(_loader(stills, StepBatches(len(stills), cfg.train.image_batch_size, data.seed + 7919,
                                                       start, total, rank, world), cfg.train.num_workers))
     flow_augment = FlowAugment(crop_size=None, hflip_p=0.5, jitter_p=0.8, jitter=(0.2, 0.2, 0.2, 0.05))
