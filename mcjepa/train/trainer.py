@@ -202,7 +202,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 else torch.autocast("cpu", enabled=False))
     val_pairs = None
     if eval_every and needs_flow and is_main():
-        val_pairs = flow_dataset(parse_first(data.flow_datasets), data, split="val")
+        held_out = flow_dataset(parse_first(data.flow_datasets), data, split="val")
+        val_pairs = [held_out[i] for i in range(min(len(held_out), VALIDATION_PAIRS))]  # rendered/read once
 
     log = MetricsLog(out_dir / "metrics.jsonl") if is_main() else None
     if is_main():
@@ -272,8 +273,11 @@ def parse_first(entries: tuple[str, ...]) -> str:
     return entries[0].partition("*")[0]
 
 
+VALIDATION_PAIRS = 16  # held-out pairs behind the logged val/epe
+
+
 @torch.no_grad()
-def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = 16) -> float:
+def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = VALIDATION_PAIRS) -> float:
     """Mean EPE on held-out pairs with ground truth (eval mode, restored afterwards)."""
     from ..eval.flow_metrics import evaluate_flow_dataset
     from ..eval.runners import flow_fn
