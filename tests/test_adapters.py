@@ -12,6 +12,7 @@ from mcjepa.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSequences, 
 from mcjepa.eval.runners import feature_fn
 from mcjepa.eval.segmentation import LinearProbeConfig, confusion_matrix, linear_probe_segmentation
 from mcjepa.losses.occlusion import forward_backward_occlusion
+from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
 from mcjepa.viz.adapters import flow_predict_fn, probe_predict_fn, propagation_predict_fn
 from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
@@ -69,6 +70,8 @@ def test_cost_volume_fn_matches_a_loop_correlation(model):
     with torch.no_grad():
         x1 = model.flow_features(frame1)[0][0]  # coarsest level: no warp before the correlation
         x2 = model.flow_features(frame2)[0][0]
+        # the model normalises both maps jointly first (model.flow.feature_norm; "center": UFlow's joint moments)
+        x1, x2 = (f[0] for f in normalize_features(x1[None], x2[None], model.cfg.flow.feature_norm))
     height, width = x1.shape[-2:]
     for y, x in ((0, 0), (1, 2), (height - 1, width - 1)):
         reference = np.zeros((2 * radius + 1, 2 * radius + 1), np.float32)

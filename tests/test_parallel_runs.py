@@ -41,11 +41,12 @@ def test_profile_runs_cover_the_main_runs_and_every_sweep_point_at_the_sweep_len
 
 
 def test_train_motion_range_changes_training_pairs_only():
-    cfg = tiny().data
-    cfg.embedded_train_max_translation = 16.0
-    assert embedded_scene(cfg, "train").max_translation == 16.0
-    assert embedded_scene(cfg, "test").max_translation == embedded_scene(tiny().data, "test").max_translation == 8.0
-    fast, slow = flow_dataset("embedded", cfg)[0], flow_dataset("embedded", tiny().data)[0]
+    fast_cfg, slow_cfg = tiny().data, tiny().data
+    fast_cfg.embedded_train_max_translation, slow_cfg.embedded_train_max_translation = 16.0, 0.0
+    assert embedded_scene(fast_cfg, "train").max_translation == 16.0
+    assert embedded_scene(slow_cfg, "train").max_translation == 8.0  # 0: as the held-out pairs
+    assert embedded_scene(fast_cfg, "test").max_translation == embedded_scene(slow_cfg, "test").max_translation == 8.0
+    fast, slow = flow_dataset("embedded", fast_cfg)[0], flow_dataset("embedded", slow_cfg)[0]
     assert fast["flow"].abs().max() > slow["flow"].abs().max()
-    held_out = flow_dataset("embedded", cfg, split="val")[0]["flow"]
-    assert held_out.equal(flow_dataset("embedded", tiny().data, split="val")[0]["flow"])
+    held_out = flow_dataset("embedded", fast_cfg, split="val")[0]["flow"]
+    assert held_out.equal(flow_dataset("embedded", slow_cfg, split="val")[0]["flow"])

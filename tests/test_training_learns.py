@@ -1,4 +1,4 @@
-"""A few hundred tiny M-JEPA steps must learn flow: EPE on held-out generated pairs well below zero flow.
+"""The tiny M-JEPA recipe must learn flow: EPE on held-out generated pairs well below zero flow.
 
 This is the end-to-end check of the whole flow branch (encoder, cost volume, warping, losses, trainer, data);
 it takes a few minutes on 2 CPU cores.
@@ -22,5 +22,6 @@ def test_tiny_m_jepa_beats_zero_flow(tmp_path):
     trained = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, progress=False)["epe"]
     zero = zero_flow_metrics(pairs)["epe"]
     print(f"held-out EPE: trained {trained:.3f} px, zero flow {zero:.3f} px")
-    # measured: 1.53 vs 2.08 px on the validation pairs after these 400 steps (see the issue notes)
-    assert trained < 0.85 * zero
+    # measured with this recipe: 1.19 vs 2.07 px after 800 steps, 1.24 at 600 (README's results section);
+    # the landed L1+SSIM recipe reached 1.46 (0.71 x zero flow) after 400 steps of 8 pairs
+    assert trained < 0.7 * zero
