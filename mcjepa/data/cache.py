@@ -1,7 +1,8 @@
 """Render-once copies of the generated (embedded) training data.
 
-The synthetic renderer costs 30-70 ms per item on one CPU core (measured: 8 pairs ~0.3-0.55 s, 32 stills
-~1-2 s), more than a tiny training step's own compute, and every run of a reproduction reads the same items.
+The synthetic renderer costs ~6 ms per still and ~15-22 ms per pair on one CPU core once a process has loaded
+its textures (the first items pay ~1-2 s for that): ~0.25 s of every tiny MC-JEPA step (4 pairs + 32 stills),
+against ~10 us for a cached item; and every run of a reproduction reads the same items.
 So a training set is rendered once, stored as float32 tensors (bit-identical to rendering on the fly) under
 `cache_root()`, and memory-mapped by every process that trains on it: the page cache holds one copy for all.
 
