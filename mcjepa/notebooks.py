@@ -55,7 +55,7 @@ SMOKE = {"epochs": 1, "steps_per_epoch": 4}  # a few steps: the notebooks' code 
 # In the tiny reproduction the sweep points (04-07, collected by 08) train shorter runs than the main ones (01-03)
 # so that the whole reproduction fits in about 15 minutes on 2 cores; their base point is a run of the same
 # length (the sweeps share one recipe hash), not notebook 03's run.
-SWEEP_SCHEDULE = {"epochs": 10, "steps_per_epoch": 20}
+SWEEP_SCHEDULE = {"epochs": 10, "steps_per_epoch": 30}
 SWEEP_NOTEBOOKS = (*SWEEPS, "08_ablation_plots")
 
 
