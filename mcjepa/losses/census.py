@@ -13,8 +13,9 @@ textures, where L1 and SSIM flatten out. Pixels closer than r to the border, who
 excluded from the mean, as in UFlow.
 
 Speed: D is computed by a loop over the (2r+1)^2 shifts on (B, 1, H, W) maps that stay in cache, with a
-hand-written backward (`SoftHamming`); the patch tensor of an unfold-based version is 49x the image and its
-autograd graph made the loss 6x slower on the CPU (measured in benchmarks/bench_flow_quality.py's notes).
+hand-written backward (`SoftHamming`): 80 ms forward+backward for 8x3x96x128 on one core, against 207 ms for
+an unfold-based version, whose patch tensor is 49x the image (tests/test_census.py keeps that version as the
+reference).
 """
 
 from __future__ import annotations

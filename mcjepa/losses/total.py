@@ -25,15 +25,18 @@ def _visible(flow_a: torch.Tensor, flow_b: torch.Tensor, cfg: LossConfig, occlus
 
 
 def reconstruction_both_ways(frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor,
-                             flow_bw: torch.Tensor, cfg: LossConfig, occlusion: bool) -> torch.Tensor:
+                             flow_bw: torch.Tensor, cfg: LossConfig,
+                             occlusion: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """L_rec(I1, warp(I2, f_fw)) + L_rec(I2, warp(I1, f_bw)) for frames (B, 3, H, W) and flows (B, 2, H, W)
-    in pixels of that size, each direction masked by its forward-backward visibility."""
+    in pixels of that size, each direction masked by its forward-backward visibility. Returns the loss and
+    frame 1's visibility mask (B, 1, H, W) (None without occlusion masking)."""
     visible1 = _visible(flow_fw, flow_bw, cfg, occlusion)
     visible2 = _visible(flow_bw, flow_fw, cfg, occlusion)
     weights = dict(w_l1=cfg.rec_l1, w_l2=cfg.rec_l2, w_ssim=cfg.rec_ssim, w_census=cfg.rec_census,
                    census_radius=min(cfg.census_radius, (min(frame1.shape[-2:]) - 1) // 2))
-    return (reconstruction_loss(frame1, warp(frame2, flow_fw, "border"), visible1, **weights) +
+    loss = (reconstruction_loss(frame1, warp(frame2, flow_fw, "border"), visible1, **weights) +
             reconstruction_loss(frame2, warp(frame1, flow_bw, "border"), visible2, **weights))
+    return loss, visible1
 
 
 def coarse_reconstruction(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor, cfg: LossConfig,
@@ -49,16 +52,19 @@ def coarse_reconstruction(out: FlowOutput, frame1: torch.Tensor, frame2: torch.T
         factor = frame1.shape[-1] // finest
         size = (flow_fw.shape[-2] * factor, flow_fw.shape[-1] * factor)
         images = [F.interpolate(f, size=size, mode="area") for f in (frame1, frame2)]
-        total = total + weight * reconstruction_both_ways(*images, resize_flow(flow_fw, size),
-                                                          resize_flow(flow_bw, size), cfg, occlusion)
+        loss, _ = reconstruction_both_ways(*images, resize_flow(flow_fw, size), resize_flow(flow_bw, size), cfg,
+                                           occlusion)
+        total = total + weight * loss
     return total
 
 
 def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
               cfg: LossConfig, occlusion: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_flow = w_rec L_rec + w_smooth L_smooth + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l + w_vc L_vc^l),
+    """L_flow = w_rec (L_rec + sum_l c_l L_rec^l) + w_smooth L_smooth + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l
+                                                                    + w_vc L_vc^l),
 
-    every term summed over both directions (1->2 and 2->1); a_l are `cfg.level_weights` (coarse to fine).
+    every term summed over both directions (1->2 and 2->1); a_l are `cfg.level_weights` (coarse to fine), c_l
+    `cfg.rec_coarse_weights` (`coarse_reconstruction`; empty = none).
     frame1, frame2: (B, 3, H, W). `occlusion=False` disables the forward-backward masks (used before
     `cfg.occlusion_start_epoch`). Returns the total and the detached terms for logging.
     """
@@ -79,7 +85,7 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
             vc = vc + a * sum(variance_covariance_loss(x, cfg.vc_variance, cfg.vc_covariance, cfg.vc_max_positions)
                               for x in (x1, x2))
 
-    rec = reconstruction_both_ways(frame1, frame2, out.flow_fw, out.flow_bw, cfg, occlusion)
+    rec, visible1 = reconstruction_both_ways(frame1, frame2, out.flow_fw, out.flow_bw, cfg, occlusion)
     if cfg.rec_coarse_weights:
         rec = rec + coarse_reconstruction(out, frame1, frame2, cfg, occlusion)
     scale = min(frame1.shape[-2:])
@@ -90,7 +96,6 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
              cfg.vc * vc)
     terms = {"flow/rec": rec, "flow/smooth": smooth, "flow/reg": reg, "flow/cycle": cyc, "flow/vc": vc,
              "flow/total": total}
-    visible1 = _visible(out.flow_fw, out.flow_bw, cfg, occlusion)
     if visible1 is not None:
         terms["flow/occluded_fraction"] = 1.0 - visible1.mean()
     return total, {k: v.detach() for k, v in terms.items()}
