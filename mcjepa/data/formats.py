@@ -75,7 +75,9 @@ def _reading(path: Path, what: str):
         raise
     except (ValueError, OSError, EOFError, SyntaxError, IndexError, KeyError, TypeError, AttributeError,
             OverflowError, struct.error, zlib.error, Image.DecompressionBombError) as error:
-        raise DataFormatError(f"{path}: unreadable {what} ({type(error).__name__}: {error})") from error
+        kind = type(error).__name__ if type(error).__module__ == "builtins" else \
+            f"{type(error).__module__.split('.')[0]}.{type(error).__name__}"
+        raise DataFormatError(f"{path}: unreadable {what} ({kind}: {error})") from error
 
 
 # ---------------------------------------------------------------------------------------------- .flo
@@ -312,7 +314,11 @@ def _open_image(path: Path) -> Image.Image:
     """Open with PIL, check the declared size against MAX_PIXELS, then decode; errors name `path`."""
     with _reading(path, "image"), warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(path)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as error:  # PIL's own limit (2 * MAX_IMAGE_PIXELS) on the header
+            raise DataFormatError(f"{path}: declared size exceeds the limit MAX_PIXELS={MAX_PIXELS} ({error})") \
+                from error
         _check_side(path, *image.size)
         image.load()
         return image
