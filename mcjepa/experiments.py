@@ -49,6 +49,13 @@ def check_non_negative(**values: float) -> None:
             raise ValueError(f"parameter {name} must be a non-negative number, got {value!r}")
 
 
+def check_integer(name: str, value: float) -> int:
+    """`value` as an int if it is a whole number (3 or 3.0); 2.5 is an error naming `name`, not 2."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"parameter {name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
                steps_per_epoch: int | None = None, seed: int | None = None,
                data_roots: Mapping[str, str] | None = None) -> Config:
@@ -61,7 +68,7 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
     check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed)
     for key, value in (("train.epochs", epochs), ("train.steps_per_epoch", steps_per_epoch), ("train.seed", seed)):
         if value is not None:
-            overrides[key] = int(value)
+            overrides[key] = check_integer(key.split(".")[1], value)
     if data_roots:
         overrides["data.roots"] = dict(data_roots)
     return apply_overrides(cfg, overrides)
