@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -83,9 +84,26 @@ def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     return resolve_dir(runs_dir, "runs") / f"{cfg.train.method}-{config_hash(cfg)}"
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file the kit wrote; ValueError naming the file when it is torn or corrupted."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid JSON file, torn or corrupted? ({err})") from err
+
+
 def is_finished(folder: Path, cfg: Config) -> bool:
+    """done.json records cfg.total_steps; a corrupted done.json is warned about and the run resumed."""
     done = folder / "done.json"
-    return done.is_file() and json.loads(done.read_text()).get("steps") == cfg.total_steps
+    if not done.is_file():
+        return False
+    try:
+        record = read_json(done)
+    except ValueError as err:
+        warnings.warn(f"{err}; resuming the run from its checkpoint instead", stacklevel=2)
+        return False
+    return isinstance(record, dict) and record.get("steps") == cfg.total_steps
 
 
 def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
@@ -124,4 +142,4 @@ def save_json(data: Any, path: str | Path) -> Path:
 
 def load_points(folder: str | Path, pattern: str = "*.json") -> list[dict]:
     """All JSON result files of a sweep folder, sorted by file name."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob(pattern))]
+    return [read_json(p) for p in sorted(Path(folder).glob(pattern))]

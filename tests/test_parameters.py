@@ -142,3 +142,16 @@ def test_cli_errors_are_one_line_naming_the_thing(tmp_path, capsys):
     assert str(tmp_path / "missing.pt") in capsys.readouterr().err
     assert data_cli(["verify", "sintel", str(tmp_path), "--sample", "-1"]) == 2
     assert "--sample: must be an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
+    (tmp_path / "a.json").write_text('{"x": 1}')
+    (tmp_path / "b.json").write_text('{"x": ')
+    with pytest.raises(ValueError, match=f"{tmp_path / 'b.json'}: not a valid JSON file"):
+        experiments.load_points(tmp_path)
+    cfg = tiny()
+    (tmp_path / "done.json").write_text('{"steps": ')
+    with pytest.warns(UserWarning, match="done.json: not a valid JSON file"):
+        assert not experiments.is_finished(tmp_path, cfg)
+    (tmp_path / "done.json").write_text(f'{{"steps": {cfg.total_steps}}}')
+    assert experiments.is_finished(tmp_path, cfg)
