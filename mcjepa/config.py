@@ -291,6 +291,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "loss.vc_max_positions": (lambda v: v >= 1, ">= 1"),
     "data.embedded_pairs": (lambda v: v >= 1, ">= 1"),
     "data.embedded_max_translation": (lambda v: v >= 0, ">= 0"),
+    "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
+    "loss.census_radius": (lambda v: v >= 1, ">= 1"),
     "data.seed": (lambda v: v >= 0, ">= 0"),
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.steps_per_epoch": (lambda v: v >= 1, ">= 1"),
@@ -312,7 +314,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
 }
-_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "regression", "smoothness", "smooth_alpha",
+_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness", "smooth_alpha",
                       "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1", "occlusion_alpha2",
                       "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
 _RANGES.update({f"loss.{name}": (lambda v: v >= 0, ">= 0") for name in _NON_NEGATIVE_LOSS})
@@ -324,7 +326,9 @@ def _check_tuples(cfg: Config) -> None:
     _tuple_of("model.encoder.dims", encoder.dims, "int", 4)
     _tuple_of("model.flow.widths", flow.widths, "int", None)
     _tuple_of("model.expander", cfg.model.expander, "int", None)
-    _tuple_of("loss.level_weights", cfg.loss.level_weights, "float", None, low=0)
+    for key in ("level_weights", "rec_coarse_weights"):  # per-level weight tuples (those this version has)
+        if hasattr(cfg.loss, key):
+            _tuple_of(f"loss.{key}", getattr(cfg.loss, key), "float", None, low=0)
     for key in ("crop", "image_size", "image_base", "embedded_size"):
         _tuple_of(f"data.{key}", getattr(cfg.data, key), "int", 2)
     if not flow.widths or not cfg.model.expander:
