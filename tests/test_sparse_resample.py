@@ -65,3 +65,23 @@ def test_offline_area_resize_also_keeps_invalid_zeros_out():
     flow, valid = checkerboard(8, 8)
     out, out_valid = resize_flow_with_validity(flow[0], valid[0], (12, 12))
     assert out_valid.any() and torch.allclose(out[0][out_valid], torch.tensor(15.0))
+
+
+def test_inspector_epe_view_resamples_sparse_gt_by_its_mask():
+    from test_viz import FakeFlowModel, make_pairs
+
+    from mcjepa.viz.widgets import FlowInspector
+
+    pairs = make_pairs()
+    pair = dict(pairs[0])
+    height, width = pair["flow"].shape[-2:]
+    flow, valid = checkerboard(height, width)
+    pair["flow"], pair["valid"] = flow[0], valid[0]
+    inspector = FlowInspector([pair], FakeFlowModel())
+    out = inspector.compute_panels(0, level=0, view="EPE error map")
+    size = out["level_size"]
+    expected_flow, expected_valid = resize_sparse_flow(flow, valid, size)
+    error = (torch.from_numpy(out["flow"]) - expected_flow[0]).norm(dim=0)
+    epe = torch.from_numpy(out["view"])
+    assert torch.equal(torch.isnan(epe), ~expected_valid[0]) and expected_valid.any()
+    torch.testing.assert_close(epe[expected_valid[0]], error[expected_valid[0]].to(epe.dtype))

@@ -181,7 +181,7 @@ class FlowInspector:
                 out["title"] = "no ground truth" + (" for bw" if direction == "bw" else "")
             else:
                 valid = pair.get("valid")
-                if valid is None:
+                if valid is None or valid.all():  # dense GT: bilinear
                     gt_l, valid = resize_flow(gt[None].float(), size)[0], torch.ones(size, dtype=torch.bool)
                 else:  # sparse GT: resampled by its mask, never blended with the invalid zeros
                     gt_l, valid = (t[0] for t in resize_sparse_flow(gt[None].float(), valid[None].bool(), size))
