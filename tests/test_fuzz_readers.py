@@ -315,3 +315,13 @@ def test_png_raw_size_matches_pypng_for_interlaced_images():
         reader.preamble()
         idat = b"".join(data for kind, data in reader.chunks() if kind == b"IDAT")
         assert F._png_raw_size(width, height, 16, 3, 1) == len(zlib.decompress(idat))
+
+
+@pytest.mark.parametrize("pixels", [F.MAX_PIXELS + 1, Image.MAX_IMAGE_PIXELS + 1, 2 * Image.MAX_IMAGE_PIXELS + 1])
+def test_declared_sizes_around_every_limit_are_one_error(tmp_path, pixels):
+    # found by the long fuzz run: between PIL's warning and error limits PIL warns (an error under our filter)
+    width = 65536  # MAX_SIDE: the height makes the area just exceed `pixels`'s limit
+    path = _write(tmp_path, "big.ppm", f"P6\n{width} {pixels // width + 1}\n255\n".encode() + bytes(6))
+    with pytest.raises(F.DataFormatError, match="MAX_PIXELS") as info:
+        F.read_image(path)
+    assert str(path) in str(info.value)

@@ -316,7 +316,7 @@ def _open_image(path: Path) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(path)
-        except Image.DecompressionBombError as error:  # PIL's own limit (2 * MAX_IMAGE_PIXELS) on the header
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # PIL's own header check
             raise DataFormatError(f"{path}: declared size exceeds the limit MAX_PIXELS={MAX_PIXELS} ({error})") \
                 from error
         _check_side(path, *image.size)
