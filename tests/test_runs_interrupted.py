@@ -70,16 +70,9 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path, drop_path):
     with open(killed / "metrics.jsonl", "ab") as handle:  # what a write cut by kill -9 / a full disk leaves
         handle.write(b'{"step": 3, "loss/tot')
 
-    resumed = _subprocess(_cli_args(killed, drop_path) + ["--resume"])
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    assert "torn last line dropped" in err and str(killed / "metrics.jsonl") in err
+    with pytest.warns(UserWarning, match=f"{killed / 'metrics.jsonl'}:[34]: torn last line dropped"):
+        train(cfg, killed, resume=True, progress=False)  # in-process: restores the RNG after building the loaders
     _assert_same_run(tmp_path / "straight", killed)
-
-    if drop_path:  # the same in one process: stop_at, then resume (restores the RNG after building the loaders)
-        train(cfg, tmp_path / "in_process", progress=False, stop_at=2)
-        train(cfg, tmp_path / "in_process", resume=True, progress=False)
-        _assert_same_run(tmp_path / "straight", tmp_path / "in_process")
 
 
 def test_torn_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
