@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 
@@ -37,6 +38,39 @@ def _eval_flow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(kind, low, text: str, strict: bool = False):
+    """argparse type: `kind(text)`, finite and >= low (> low when strict), else a message naming the range."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"must be a finite {kind.__name__} {'>' if strict else '>='} {low}, "
+                                         f"got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(float, 0.0, text, strict=True)
+
+
+def _positive_int(text: str) -> int:
+    return _number(int, 1, text)
+
+
+def _non_negative_int(text: str) -> int:
+    return _number(int, 0, text)
+
+
+def _message(err: BaseException) -> str:
+    """One line naming what failed: KeyError's key, OSError's file and reason, else the message."""
+    if isinstance(err, KeyError):
+        return f"missing key {err.args[0]!r}" if err.args and " " not in str(err.args[0]) else str(err.args[0])
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return str(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["data"]:
@@ -54,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a config field by its dotted name, e.g. loss.cycle=0.2 (repeatable)")
     train.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train.add_argument("--eval-every", type=int, default=0, help="log held-out flow EPE every N steps (0: off)")
+    train.add_argument("--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
@@ -62,15 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--dataset", default="embedded")
     evaluate.add_argument("--root", default=None)
-    evaluate.add_argument("--scale", type=float, default=1.0)
-    evaluate.add_argument("--max-samples", type=int, default=None)
+    evaluate.add_argument("--scale", type=_positive_float, default=1.0, help="image scale factor (finite, > 0)")
+    evaluate.add_argument("--max-samples", type=_positive_int, default=None, help="evaluate at most N samples (>= 1)")
     evaluate.set_defaults(func=_eval_flow)
 
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+    except (KeyError, ValueError, OSError, RuntimeError) as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -251,15 +252,128 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | Iterable[str]) -
     return cfg
 
 
+_INFINITE_OK = {"train.grad_clip", "train.max_feature_norm"}  # inf means "no clipping" / "no guard"
+
+
+def _field_types(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> default value of every leaf field (the types `validate` checks against)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out.update(_field_types(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
+                   else {f"{prefix}{f.name}": value})
+    return out
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """bool only for bool fields, int (not bool, not 2.5) for int fields, finite numbers for float fields."""
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+        ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            math.isfinite(value) or (key in _INFINITE_OK and value == math.inf))
+        what = "a finite number" + (" or inf" if key in _INFINITE_OK else "")
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a string"
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        what = "a mapping of strings to strings"
+    else:
+        ok, what = isinstance(value, tuple), "a tuple"
+    if not ok:
+        raise ValueError(f"{key} must be {what}, got {value!r}")
+
+
+def _tuple_of(key: str, value: tuple, kind: str, length: int | None = None, low: float = 1) -> None:
+    """A tuple of positive ints ('int', each >= low) or of non-negative finite numbers ('float')."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if kind == "int":
+        numbers = numbers and all(isinstance(v, int) for v in value)
+    if not numbers or any(v < low for v in value) or (length is not None and len(value) != length):
+        size = f"{length} " if length is not None else ""
+        rule = f"integers >= {low}" if kind == "int" else f"finite numbers >= {low}"
+        raise ValueError(f"{key} must be a tuple of {size}{rule}, got {value!r}")
+
+
+# Dotted name -> (predicate, valid range in words). Types are checked first, by `_check_type`.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "model.encoder.stem_dim": (lambda v: v >= 1, ">= 1"),
+    "model.encoder.drop_path": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.encoder.layer_scale_init": (lambda v: v >= 0, ">= 0"),
+    "model.flow.radius": (lambda v: v >= 1, ">= 1 (the cost volume has (2r+1)^2 channels)"),
+    "model.flow.filter_factor": (lambda v: v >= 1, ">= 1"),
+    "model.flow.projection_dim": (lambda v: v >= 1, ">= 1"),
+    "model.flow.flow_clip": (lambda v: v > 0, "> 0"),
+    "loss.smooth_order": (lambda v: v in (1, 2), "1 or 2"),
+    "loss.vc_max_positions": (lambda v: v >= 1, ">= 1"),
+    "data.embedded_pairs": (lambda v: v >= 1, ">= 1"),
+    "data.embedded_max_translation": (lambda v: v >= 0, ">= 0"),
+    "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
+    "loss.census_radius": (lambda v: v >= 1, ">= 1"),
+    "data.seed": (lambda v: v >= 0, ">= 0"),
+    "train.epochs": (lambda v: v >= 1, ">= 1"),
+    "train.steps_per_epoch": (lambda v: v >= 1, ">= 1"),
+    "train.flow_start_epoch": (lambda v: v >= 0, ">= 0"),
+    "train.warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.image_batch_size": (lambda v: v >= 2, ">= 2 (VICReg's variance and BatchNorm need two images)"),
+    "train.lr_encoder": (lambda v: v >= 0, ">= 0"),
+    "train.lr_flow": (lambda v: v >= 0, ">= 0"),
+    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "train.grad_clip": (lambda v: v > 0, "> 0 (inf: no clipping)"),
+    "train.amp": (lambda v: v in ("bf16", "none"), "'bf16' or 'none'"),
+    "train.device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:") and v[5:].isdigit(),
+                     "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    "train.num_workers": (lambda v: v >= 0, ">= 0"),
+    "train.seed": (lambda v: v >= 0, ">= 0"),
+    "train.log_every": (lambda v: v >= 1, ">= 1"),
+    "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.max_feature_norm": (lambda v: v > 0, "> 0"),
+}
+_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness", "smooth_alpha",
+                      "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1", "occlusion_alpha2",
+                      "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
+_RANGES.update({f"loss.{name}": (lambda v: v >= 0, ">= 0") for name in _NON_NEGATIVE_LOSS})
+
+
+def _check_tuples(cfg: Config) -> None:
+    encoder, flow = cfg.model.encoder, cfg.model.flow
+    _tuple_of("model.encoder.depths", encoder.depths, "int", 4)
+    _tuple_of("model.encoder.dims", encoder.dims, "int", 4)
+    _tuple_of("model.flow.widths", flow.widths, "int", None)
+    _tuple_of("model.expander", cfg.model.expander, "int", None)
+    for key in ("level_weights", "rec_coarse_weights"):  # per-level weight tuples (those this version has)
+        if hasattr(cfg.loss, key):
+            _tuple_of(f"loss.{key}", getattr(cfg.loss, key), "float", None, low=0)
+    for key in ("crop", "image_size", "image_base", "embedded_size"):
+        _tuple_of(f"data.{key}", getattr(cfg.data, key), "int", 2)
+    if not flow.widths or not cfg.model.expander:
+        raise ValueError(f"model.flow.widths and model.expander must not be empty, got {flow.widths!r} and "
+                         f"{cfg.model.expander!r}")
+    if not cfg.data.flow_datasets or not all(isinstance(v, str) and v for v in cfg.data.flow_datasets):
+        raise ValueError(f"data.flow_datasets must be a non-empty tuple of names, got {cfg.data.flow_datasets!r}")
+
+
 def validate(cfg: Config) -> None:
-    """Reject settings that cannot work, with a message naming the field."""
+    """Reject settings that cannot work: ValueError naming the field and its valid range or type.
+
+    Every leaf field is type-checked against its default (bool for bool, int - not bool, not 2.5 - for int,
+    a finite number for float, inf allowed only for train.grad_clip / train.max_feature_norm) and
+    range-checked (`_RANGES`, tuples by `_check_tuples`); then the cross-field rules below.
+    """
+    defaults = _field_types(Config())
+    for key, value in _field_types(cfg).items():
+        _check_type(key, value, defaults[key])
+        if key in _RANGES and not _RANGES[key][0](value):
+            raise ValueError(f"{key} must be {_RANGES[key][1]}, got {value!r}")
+    _check_tuples(cfg)
     if cfg.train.method not in ("m-jepa", "vicreg", "mc-jepa"):
         raise ValueError(f"train.method must be 'm-jepa', 'vicreg' or 'mc-jepa', got {cfg.train.method!r}")
     if cfg.train.sampling not in ("combined", "alternate"):
         raise ValueError(f"train.sampling must be 'combined' or 'alternate', got {cfg.train.sampling!r}")
-    for name in ("reconstruction", "regression", "smoothness", "cycle", "vc", "balance"):
-        if getattr(cfg.loss, name) < 0:
-            raise ValueError(f"loss.{name} must be >= 0, got {getattr(cfg.loss, name)}")
     if cfg.loss.level_weights and len(cfg.loss.level_weights) != len(cfg.model.flow.strides):
         raise ValueError(f"loss.level_weights has {len(cfg.loss.level_weights)} entries but the flow head has "
                          f"{len(cfg.model.flow.strides)} levels {cfg.model.flow.strides}")
@@ -271,11 +385,9 @@ def validate(cfg: Config) -> None:
     if cfg.model.flow.feature_norm not in ("none", "l2", "center"):
         raise ValueError(f"model.flow.feature_norm must be none|l2|center, got {cfg.model.flow.feature_norm!r}")
     available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())
-    if not set(cfg.model.flow.strides) <= available or list(cfg.model.flow.strides) != sorted(
-            cfg.model.flow.strides, reverse=True):
+    if not cfg.model.flow.strides or not set(cfg.model.flow.strides) <= available or list(
+            cfg.model.flow.strides) != sorted(set(cfg.model.flow.strides), reverse=True):
         raise ValueError(f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}")
-    if cfg.train.epochs <= 0 or cfg.train.steps_per_epoch <= 0:
-        raise ValueError("train.epochs and train.steps_per_epoch must be positive")
 
 
 def to_dict(cfg: Config) -> dict:

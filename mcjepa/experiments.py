@@ -13,6 +13,7 @@ import json
 import math
 import multiprocessing
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -52,6 +53,13 @@ def check_non_negative(**values: float) -> None:
             raise ValueError(f"parameter {name} must be a non-negative number, got {value!r}")
 
 
+def check_integer(name: str, value: float) -> int:
+    """`value` as an int if it is a whole number (3 or 3.0); 2.5 is an error naming `name`, not 2."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"parameter {name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = None, epochs: int | None = None,
                steps_per_epoch: int | None = None, seed: int | None = None,
                data_roots: Mapping[str, str] | None = None) -> Config:
@@ -64,7 +72,7 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
     check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed)
     for key, value in (("train.epochs", epochs), ("train.steps_per_epoch", steps_per_epoch), ("train.seed", seed)):
         if value is not None:
-            overrides[key] = int(value)
+            overrides[key] = check_integer(key.split(".")[1], value)
     if data_roots:
         overrides["data.roots"] = dict(data_roots)
     return apply_overrides(cfg, overrides)
@@ -79,9 +87,26 @@ def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     return resolve_dir(runs_dir, "runs") / f"{cfg.train.method}-{config_hash(cfg)}"
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file the kit wrote; ValueError naming the file when it is torn or corrupted."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid JSON file, torn or corrupted? ({err})") from err
+
+
 def is_finished(folder: Path, cfg: Config) -> bool:
+    """done.json records cfg.total_steps; a corrupted done.json is warned about and the run resumed."""
     done = folder / "done.json"
-    return done.is_file() and json.loads(done.read_text()).get("steps") == cfg.total_steps
+    if not done.is_file():
+        return False
+    try:
+        record = read_json(done)
+    except ValueError as err:
+        warnings.warn(f"{err}; resuming the run from its checkpoint instead", stacklevel=2)
+        return False
+    return isinstance(record, dict) and record.get("steps") == cfg.total_steps
 
 
 def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
@@ -178,4 +203,4 @@ def save_json(data: Any, path: str | Path) -> Path:
 
 def load_points(folder: str | Path, pattern: str = "*.json") -> list[dict]:
     """All JSON result files of a sweep folder, sorted by file name."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob(pattern))]
+    return [read_json(p) for p in sorted(Path(folder).glob(pattern))]

@@ -73,6 +73,21 @@ def notebook_parameters(path: Path) -> dict:
     return {name: info for name, info in papermill.inspect_notebook(str(path)).items()}
 
 
+def execute_checked(path: str, target: str, parameters: dict | None = None, **options):
+    """`papermill.execute_notebook`, but an unknown parameter is an error (papermill only warns and runs the
+    notebook's default). Parameters every profile injects (`SMOKE`, runs_dir, figures_dir) are dropped
+    where the notebook does not declare them. Raises ValueError naming the parameter and the valid ones."""
+    import papermill
+
+    declared = notebook_parameters(Path(path))
+    shared = set(SMOKE) | {"runs_dir", "figures_dir"}
+    parameters = {k: v for k, v in (parameters or {}).items() if k in declared or k not in shared}
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"{path}: unknown notebook parameter(s) {unknown}; valid: {sorted(declared)}")
+    return papermill.execute_notebook(path, target, parameters=parameters, **options)
+
+
 def _points(name: str, profile: str) -> list[dict]:
     if name not in SWEEPS:
         return [{}]
@@ -113,8 +128,6 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
 
     With `workers` > 1 (tiny profile, all notebooks) the training runs of `profile_runs` are first trained in
     parallel processes (`ensure_runs`, progress printed), so that the notebooks then find them cached."""
-    import papermill
-
     output_dir = output_dir or project_root() / "outputs" / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)
     executed, began = [], time.time()
@@ -127,9 +140,9 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
             suffix = "".join(f"_{k}={v}" for k, v in point.items())
             target = output_dir / f"{name}{suffix}.ipynb"
             print(f"[{time.time() - began:7.1f}s] {name}{suffix}: {what}", flush=True)
-            papermill.execute_notebook(str(notebook_path(name)), str(target),
-                                       parameters={**_profile_parameters(profile, output_dir, name), **point},
-                                       cwd=str(notebook_path(name).parent), progress_bar=False)
+            execute_checked(str(notebook_path(name)), str(target),
+                            parameters={**_profile_parameters(profile, output_dir, name), **point},
+                            cwd=str(notebook_path(name).parent), progress_bar=False)
             executed.append(target)
     print(f"done in {time.time() - began:.0f} s; executed notebooks in {output_dir}")
     return executed
@@ -137,16 +150,13 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
 
 def prepare(profile: str, out: Path) -> list[Path]:
     """Parameter-injected, unexecuted copies of every notebook (and the first point of each sweep)."""
-    import papermill
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, _ in NOTEBOOKS:
         for point in _points(name, profile):
             target = out / f"{name}.ipynb"
-            papermill.execute_notebook(str(notebook_path(name)), str(target),
-                                       parameters={**_profile_parameters(profile, out, name), **point},
-                                       prepare_only=True)
+            execute_checked(str(notebook_path(name)), str(target),
+                            parameters={**_profile_parameters(profile, out, name), **point}, prepare_only=True)
             written.append(target)
     return written
 

@@ -18,7 +18,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds.
 
     A crash or an exception inside the block leaves `path` untouched (old content or absent),
-    never half-written.
+    never half-written. An OSError without a file name (ENOSPC from a write) is re-raised naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,9 +30,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno and not err.filename:
+            raise OSError(err.errno, f"cannot write ({err.strerror}); left unchanged", str(path)) from err
         raise
 
 

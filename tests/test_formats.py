@@ -1,6 +1,7 @@
 """Round trips and malformed-file errors for mcjepa.data.formats."""
 
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -119,8 +120,25 @@ def test_kitti_png_rejects_8bit_and_garbage(tmp_path):
     garbage.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(ValueError, match="garbage.png"):
         F.read_kitti_flow_png(garbage)
-    with pytest.raises(ValueError, match="range"):
-        F.write_kitti_flow_png(tmp_path / "x.png", np.full((2, 2, 2), 600.0))
+
+
+def test_kitti_png_writer_clamps_like_the_devkit_and_counts(tmp_path):
+    # devkit: uint16(max(min(u * 64 + 2**15, 65535), 0)); hand-computed: 600 px -> 65535 -> 511.984375 px,
+    # -600 px -> 0 -> -512 px, the largest exact value 511.984375 px and -512 px pass unchanged
+    flow = np.array([[[600.0, -600.0], [511.984375, -512.0]], [[1.5, np.nan], [np.inf, 0.0]]])
+    valid = np.array([[True, True], [True, False]])  # the Inf sits at an invalid pixel: not counted
+    path = tmp_path / "x.png"
+    with pytest.warns(UserWarning, match=r"3 flow values .* clamped") as record:
+        clamped = F.write_kitti_flow_png(path, flow, valid)
+    assert clamped == 3 and str(path) in str(record[0].message)
+    back, back_valid = F.read_kitti_flow_png(path)
+    np.testing.assert_array_equal(back_valid, valid)
+    np.testing.assert_array_equal(back[0, 0], [65535 / 64 - 512, -512.0])
+    np.testing.assert_array_equal(back[0, 1], [511.984375, -512.0])
+    np.testing.assert_array_equal(back[1, 0], [1.5, -512.0])  # NaN at a valid pixel -> 0 -> -512 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert F.write_kitti_flow_png(path, np.zeros((1, 1, 2))) == 0  # nothing to clamp: no warning
 
 
 def test_palette_png_roundtrip_and_voc_palette(tmp_path):

@@ -23,7 +23,44 @@ import torch
 from kornia.geometry.transform import warp_affine
 from torch import nn
 
-__all__ = ["VICRegAugConfig", "VICRegViews", "FlowAugment", "step_seed", "seeded"]
+__all__ = ["VICRegAugConfig", "VICRegViews", "FlowAugment", "step_seed", "seeded", "scatter_sparse_flow",
+           "resize_sparse_flow"]
+
+
+def scatter_sparse_flow(flow: torch.Tensor, valid: torch.Tensor, matrix: torch.Tensor,
+                        size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample sparse flow by its valid mask (RAFT's sparse resize, for any axis-aligned affine map).
+
+    Each valid source pixel p (pixel centres at integer coordinates) moves to q = round(A p + t) and its vector
+    d becomes diag(A) d; samples landing on one output pixel are averaged, and an output pixel is valid iff a
+    sample landed on it. Invalid pixels never mix into valid ones (bilinear resampling would blend in their
+    zeros). Args: flow (B, 2, H, W) px, valid (B, H, W) bool, matrix (B, 2, 3) source -> destination pixel
+    coordinates (off-diagonal terms ignored for the vector), size (h, w). Returns flow (B, 2, h, w) (0 where
+    invalid) and valid (B, h, w) bool.
+    """
+    batch, h, w = flow.shape[0], *size
+    index, y, x = valid.bool().nonzero(as_tuple=True)
+    m = matrix.to(torch.float64)[index]
+    qx = torch.round(m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]).long()
+    qy = torch.round(m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]).long()
+    inside = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
+    vectors = flow[index, :, y, x].to(torch.float64) * torch.stack([m[:, 0, 0], m[:, 1, 1]], dim=1)
+    target = ((index * h + qy) * w + qx)[inside]
+    sums = torch.zeros(batch * h * w, 2, dtype=torch.float64, device=flow.device).index_add_(0, target, vectors[inside])
+    counts = torch.zeros(batch * h * w, dtype=torch.float64, device=flow.device).index_add_(
+        0, target, torch.ones_like(target, dtype=torch.float64))
+    out_valid = counts > 0
+    out = torch.where(out_valid[:, None], sums / counts.clamp(min=1)[:, None], 0.0).to(flow.dtype)
+    return einops.rearrange(out, "(b h w) c -> b c h w", b=batch, h=h), out_valid.view(batch, h, w)
+
+
+def resize_sparse_flow(flow: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]):
+    """Resize (B, 2, H, W) sparse flow with its (B, H, W) valid mask to `size` = (h, w) by `scatter_sparse_flow`
+    (pixel centres as F.interpolate with align_corners=False; u scaled by w / W, v by h / H)."""
+    height, width = flow.shape[-2:]
+    sx, sy = size[1] / width, size[0] / height
+    matrix = flow.new_tensor([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)]], dtype=torch.float64)
+    return scatter_sparse_flow(flow, valid, matrix.expand(flow.shape[0], 2, 3), size)
 
 
 def step_seed(base_seed: int, step: int) -> int:
@@ -156,9 +193,14 @@ class FlowAugment(nn.Module):
     (integers), horizontal flip (p `hflip_p`), vertical flip (p `vflip_p`). A source pixel p maps to
         q = D (s p - o) + c,   D = diag(f_x, f_y), f = -1 if flipped else +1, c = (w-1 if f_x<0, h-1 if f_y<0),
     so a displacement d becomes D s d: the flow is resampled at the new pixels and multiplied by s, with u
-    negated under a horizontal flip and v under a vertical flip. Images and flow are resampled bilinearly,
-    `valid`/`occlusion` with nearest neighbour (kornia `warp_affine`, corner-aligned pixel coordinates, so
-    s = 1 gives exact integer crops). Downscaling is not antialiased: keep `scale_range` close to 1.
+    negated under a horizontal flip and v under a vertical flip. Images and dense flow are resampled
+    bilinearly, masks with nearest neighbour (kornia `warp_affine`, corner-aligned pixel coordinates, so
+    s = 1 gives exact integer crops). A sample whose `valid` mask has invalid pixels (sparse ground truth such
+    as KITTI's) has its flow resampled by the mask with `scatter_sparse_flow` (RAFT's sparse resize): every
+    valid vector moves to its rounded new position, scaled, the new `valid` marks where one landed, and the
+    flow is 0 elsewhere; bilinear resampling would blend the invalid zeros in (a checkerboard-valid u = 10
+    field scaled by 1.5 must give 15 wherever it is valid). Downscaling is not antialiased: keep
+    `scale_range` close to 1.
     GT stays valid for pixels whose target leaves the crop (the vector is still correct).
 
     Colour (flow unaffected): kornia ColorJitter(`jitter`, p `jitter_p`) and optional RandomGamma(`gamma`)
@@ -252,6 +294,11 @@ class FlowAugment(nn.Module):
                 mask = einops.rearrange(batch[key].to(frame1.dtype), "b h w -> b 1 h w")
                 mask = warp_affine(mask, matrix.to(mask.dtype), (h, w), mode="nearest", align_corners=True)
                 out[key] = einops.rearrange(mask > 0.5, "b 1 h w -> b h w")
+        if batch.get("flow") is not None and batch.get("valid") is not None and not batch["valid"].all():
+            sparse = ~batch["valid"].flatten(1).all(dim=1)  # samples with invalid pixels: sparse GT
+            flow, valid = scatter_sparse_flow(batch["flow"], batch["valid"], matrix, (h, w))
+            out["flow"] = torch.where(sparse.view(-1, 1, 1, 1), flow, out["flow"])
+            out["valid"] = torch.where(sparse.view(-1, 1, 1), valid, out["valid"])
         return out
 
     # -- colour -----------------------------------------------------------------------------------------

@@ -11,13 +11,24 @@
 - Palette (indexed, mode 'P') PNGs: DAVIS / Pascal VOC labels, default palette = the PASCAL VOC colormap.
 - `read_image`: any 8-bit RGB/L/P/RGBA png, jpg, ppm -> (H, W, 3) uint8 RGB.
 
-Every reader raises FileNotFoundError for a missing file and ValueError naming the file for bad content.
+Error contract of every reader: FileNotFoundError for a missing file, and `DataFormatError` (a ValueError)
+whose message starts with the file's path and says what is wrong for every malformed input: bad magic, bad
+header tokens, truncated or trailing bytes (one rule for .flo and .pfm: the payload must be exactly the size the
+header declares), corrupt compressed streams, undecodable images. Nothing is allocated from a header before
+its size is checked: sides must lie in [1, MAX_SIDE] and width * height must not exceed MAX_PIXELS, and a
+PNG's zlib stream is inflated with a cap of the size its header implies (a zlib bomb is rejected after
+reading at most that many bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +39,14 @@ from mcjepa.utils import atomic_write
 FLO_MAGIC = 202021.25
 FLO_MAGIC_BYTES = b"PIEH"
 MAX_SIDE = 1 << 16  # larger sides are treated as a corrupt header
+MAX_PIXELS = 1 << 26  # 67 M pixels (e.g. 8192 x 8192): the largest image any reader decodes
 KITTI_OFFSET = 2.0**15
 KITTI_SCALE = 64.0
+PFM_HEADER_LINE = 256  # bytes: a longer PFM header line is corrupt
+
+
+class DataFormatError(ValueError):
+    """A malformed data file: the message starts with the file's path and says what is wrong."""
 
 
 def _require_file(path: str | os.PathLike) -> Path:
@@ -41,24 +58,51 @@ def _require_file(path: str | os.PathLike) -> Path:
 
 def _check_side(path: Path, width: int, height: int) -> None:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise ValueError(f"{path}: absurd image size width={width} height={height} (corrupt header?)")
+        raise DataFormatError(f"{path}: absurd image size width={width} height={height} (corrupt header?)")
+    if width * height > MAX_PIXELS:
+        raise DataFormatError(f"{path}: {width}x{height} = {width * height} pixels exceeds the limit "
+                              f"MAX_PIXELS={MAX_PIXELS} (corrupt header or decompression bomb?)")
+
+
+@contextlib.contextmanager
+def _reading(path: Path, what: str):
+    """Turn any decoder failure on hostile content into a DataFormatError naming `path`."""
+    try:
+        yield
+    except DataFormatError:
+        raise
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, IndexError, KeyError, TypeError, AttributeError,
+            OverflowError, struct.error, zlib.error, Image.DecompressionBombError) as error:
+        kind = type(error).__name__ if type(error).__module__ == "builtins" else \
+            f"{type(error).__module__.split('.')[0]}.{type(error).__name__}"
+        raise DataFormatError(f"{path}: unreadable {what} ({kind}: {error})") from error
 
 
 # ---------------------------------------------------------------------------------------------- .flo
 def read_flo(path: str | os.PathLike) -> np.ndarray:
-    """Read a Middlebury .flo file -> (H, W, 2) float32 (u, v)."""
+    """Read a Middlebury .flo file -> (H, W, 2) float32 (u, v) in px.
+
+    Raises FileNotFoundError, or DataFormatError for a wrong magic, an absurd size, or a payload that is not
+    exactly 8 * W * H bytes (truncated or trailing bytes).
+    """
     path = _require_file(path)
+    size = path.stat().st_size
+    if size > 12 + 8 * MAX_PIXELS:
+        raise DataFormatError(f"{path}: .flo file of {size} bytes exceeds the limit for MAX_PIXELS={MAX_PIXELS}")
     data = path.read_bytes()
     if len(data) < 12:
-        raise ValueError(f"{path}: .flo file too short ({len(data)} bytes) for its 12-byte header")
+        raise DataFormatError(f"{path}: .flo file too short ({len(data)} bytes) for its 12-byte header")
     if data[:4] != FLO_MAGIC_BYTES:
         magic = np.frombuffer(data[:4], "<f4")[0]
-        raise ValueError(f"{path}: wrong .flo magic {magic!r} (bytes {data[:4]!r}), expected {FLO_MAGIC} (b'PIEH')")
+        raise DataFormatError(f"{path}: wrong .flo magic {magic!r} (bytes {data[:4]!r}), expected {FLO_MAGIC} (b'PIEH')")
     width, height = (int(v) for v in np.frombuffer(data[4:12], "<i4"))
     _check_side(path, width, height)
     expected = 12 + 8 * width * height
     if len(data) != expected:
-        raise ValueError(f"{path}: .flo size {len(data)} bytes != {expected} for {width}x{height} (truncated?)")
+        what = "truncated" if len(data) < expected else "trailing bytes"
+        raise DataFormatError(f"{path}: .flo size {len(data)} bytes != {expected} for {width}x{height} ({what})")
     flow = np.frombuffer(data[12:], "<f4").reshape(height, width, 2)
     return flow.astype(np.float32, copy=True)
 
@@ -77,38 +121,53 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------------------------------- .pfm
 def _read_header_line(handle, path: Path) -> str:
-    line = handle.readline()
-    if not line:
-        raise ValueError(f"{path}: PFM header truncated")
+    line = handle.readline(PFM_HEADER_LINE)
+    if not line.endswith(b"\n"):
+        raise DataFormatError(f"{path}: PFM header truncated or a header line longer than {PFM_HEADER_LINE} bytes")
     try:
         return line.decode("ascii").strip()
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: PFM header is not ASCII") from error
+        raise DataFormatError(f"{path}: PFM header is not ASCII") from error
+
+
+def _pfm_header(handle, path: Path) -> tuple[int, int, int, str]:
+    """(width, height, channels, numpy dtype) from the three header lines, each with exactly its tokens."""
+    magic = _read_header_line(handle, path)
+    if magic not in ("PF", "Pf"):
+        raise DataFormatError(f"{path}: wrong PFM magic {magic[:8]!r}, expected 'PF' or 'Pf'")
+    dims = _read_header_line(handle, path).split()
+    scale_tokens = _read_header_line(handle, path).split()
+    try:
+        if len(dims) != 2 or len(scale_tokens) != 1:
+            raise ValueError("expected 'W H' and one scale")
+        width, height = int(dims[0]), int(dims[1])
+        scale = float(scale_tokens[0])
+    except ValueError as error:
+        raise DataFormatError(f"{path}: malformed PFM header (size line {dims[:3]}, scale line "
+                              f"{scale_tokens[:2]}): expected 'W H' then one number") from error
+    _check_side(path, width, height)
+    if scale == 0 or not math.isfinite(scale):
+        raise DataFormatError(f"{path}: PFM scale must be finite and non-zero (its sign gives the endianness), "
+                              f"got {scale}")
+    return width, height, 3 if magic == "PF" else 1, "<f4" if scale < 0 else ">f4"
 
 
 def read_pfm(path: str | os.PathLike) -> np.ndarray:
-    """Read a PFM file -> (H, W, 3) for 'PF' or (H, W) for 'Pf', float32, rows top-down."""
+    """Read a PFM file -> (H, W, 3) for 'PF' or (H, W) for 'Pf', float32, rows top-down.
+
+    Raises FileNotFoundError, or DataFormatError for a wrong magic, extra or missing header tokens, an absurd
+    size, a zero/non-finite scale, or a payload that is not exactly 4 * W * H * channels bytes.
+    """
     path = _require_file(path)
     with open(path, "rb") as handle:
-        magic = _read_header_line(handle, path)
-        if magic not in ("PF", "Pf"):
-            raise ValueError(f"{path}: wrong PFM magic {magic[:8]!r}, expected 'PF' or 'Pf'")
-        channels = 3 if magic == "PF" else 1
-        dims = _read_header_line(handle, path).split()
-        try:
-            width, height = int(dims[0]), int(dims[1])
-            scale = float(_read_header_line(handle, path))
-        except (IndexError, ValueError) as error:
-            raise ValueError(f"{path}: malformed PFM header (size / scale lines)") from error
-        _check_side(path, width, height)
-        if scale == 0:
-            raise ValueError(f"{path}: PFM scale must be non-zero (its sign gives the endianness)")
-        dtype = "<f4" if scale < 0 else ">f4"
-        payload = handle.read()
-    count = width * height * channels
-    if len(payload) < 4 * count:
-        raise ValueError(f"{path}: PFM data has {len(payload)} bytes, needs {4 * count} for {width}x{height}x{channels}")
-    data = np.frombuffer(payload[: 4 * count], dtype).reshape(height, width, channels)
+        width, height, channels, dtype = _pfm_header(handle, path)
+        count = width * height * channels
+        payload = handle.read(4 * count + 1)
+    if len(payload) != 4 * count:
+        what = "truncated" if len(payload) < 4 * count else "trailing bytes"
+        raise DataFormatError(f"{path}: PFM data has {'more than ' * (len(payload) > 4 * count)}{len(payload)} "
+                              f"bytes, needs exactly {4 * count} for {width}x{height}x{channels} ({what})")
+    data = np.frombuffer(payload, dtype).reshape(height, width, channels)
     data = np.flipud(data).astype(np.float32)  # stored bottom-up
     return data[..., 0].copy() if channels == 1 else np.ascontiguousarray(data)
 
@@ -138,21 +197,58 @@ def _png_module():
     return png
 
 
+def _png_raw_size(width: int, height: int, bitdepth: int, planes: int, interlace: int) -> int:
+    """Bytes of the decompressed PNG scanlines (filter byte + packed samples per row, per Adam7 pass)."""
+    if not interlace:
+        return height * (1 + (width * planes * bitdepth + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        pass_w, pass_h = max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy)
+        if pass_w and pass_h:
+            total += pass_h * (1 + (pass_w * planes * bitdepth + 7) // 8)
+    return total
+
+
+def _check_png_stream(path: Path, png) -> None:
+    """Check the header's size, then inflate the IDAT stream with a cap of the size that header implies."""
+    reader = png.Reader(filename=str(path))
+    reader.preamble()
+    _check_side(path, reader.width, reader.height)
+    expected = _png_raw_size(reader.width, reader.height, reader.bitdepth, reader.planes, reader.interlace)
+    inflater, produced = zlib.decompressobj(), 0
+    while True:
+        kind, data = reader.chunk()
+        if kind == b"IEND":
+            break
+        if kind != b"IDAT":
+            continue
+        produced += len(inflater.decompress(data, expected - produced + 1))
+        if produced > expected or inflater.unconsumed_tail:
+            raise DataFormatError(f"{path}: PNG image data inflates beyond the {expected} bytes its "
+                                  f"{reader.width}x{reader.height} header implies (zlib bomb or corrupt)")
+    if produced < expected:
+        raise DataFormatError(f"{path}: PNG image data is truncated ({produced} of {expected} bytes)")
+
+
 def read_png16(path: str | os.PathLike) -> np.ndarray:
-    """Read a 16-bit PNG losslessly -> (H, W, planes) uint16 (pypng, all PNG filters)."""
+    """Read a 16-bit PNG losslessly -> (H, W, planes) uint16 (pypng, all PNG filters).
+
+    Raises FileNotFoundError, or DataFormatError for a non-16-bit, oversized, corrupt or zlib-bomb PNG.
+    """
     path = _require_file(path)
     png = _png_module()
-    try:
-        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-        if info["bitdepth"] != 16:
-            raise ValueError(f"{path}: expected a 16-bit PNG, got bit depth {info['bitdepth']}")
-        planes = info["planes"]
-        array = np.vstack([np.asarray(row, np.uint16) for row in rows])
-    except (png.Error, EOFError, OSError, ValueError) as error:
-        if isinstance(error, ValueError) and str(path) in str(error):
-            raise
-        raise ValueError(f"{path}: unreadable PNG ({error})") from error
-    return array.reshape(height, width, planes)
+    with _reading(path, "16-bit PNG"):
+        try:
+            _check_png_stream(path, png)
+            width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+            if info["bitdepth"] != 16:
+                raise DataFormatError(f"{path}: expected a 16-bit PNG, got bit depth {info['bitdepth']}")
+            planes = info["planes"]
+            array = np.vstack([np.asarray(row, np.uint16) for row in rows])
+            return array.reshape(height, width, planes)
+        except png.Error as error:
+            raise DataFormatError(f"{path}: unreadable PNG ({error})") from error
 
 
 def read_kitti_flow_png(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -162,17 +258,20 @@ def read_kitti_flow_png(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     """
     raw = read_png16(path)
     if raw.shape[2] != 3:
-        raise ValueError(f"{path}: KITTI flow PNG must have 3 channels (R=u, G=v, B=valid), got {raw.shape[2]}")
+        raise DataFormatError(f"{path}: KITTI flow PNG must have 3 channels (R=u, G=v, B=valid), got {raw.shape[2]}")
     valid = raw[..., 2] > 0
     flow = (raw[..., :2].astype(np.float32) - KITTI_OFFSET) / KITTI_SCALE
     flow[~valid] = 0.0
     return flow, valid
 
 
-def write_kitti_flow_png(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
-    """Write (H, W, 2) flow + (H, W) valid as a KITTI 16-bit PNG (atomic). Invalid pixels are all-zero.
+def write_kitti_flow_png(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarray | None = None) -> int:
+    """Write (H, W, 2) flow in px + (H, W) valid as a KITTI 16-bit PNG (atomic). Invalid pixels are all-zero.
 
-    Values are quantised to 1/64 px and must lie within [-512, 512) px.
+    Values are quantised to 1/64 px; like the KITTI devkit, `u * 64 + 2**15` is clamped into [0, 65535], so
+    flow beyond [-512, 511.98] px is saturated rather than aborting a submission (a warning gives the count;
+    non-finite flow at a valid pixel is clamped too: NaN -> -512 px, +-Inf -> the range's ends).
+    Returns the number of clamped values. Raises ValueError for wrong shapes.
     """
     flow = np.asarray(flow, np.float64)
     if flow.ndim != 3 or flow.shape[2] != 2:
@@ -180,9 +279,13 @@ def write_kitti_flow_png(path: str | os.PathLike, flow: np.ndarray, valid: np.nd
     valid = np.ones(flow.shape[:2], bool) if valid is None else np.asarray(valid, bool)
     if valid.shape != flow.shape[:2]:
         raise ValueError(f"{path}: valid {valid.shape} does not match flow {flow.shape[:2]}")
-    encoded = np.rint(flow * KITTI_SCALE + KITTI_OFFSET)
-    if (encoded[valid] < 0).any() or (encoded[valid] > 65535).any():
-        raise ValueError(f"{path}: flow outside the KITTI PNG range [-512, 512) px")
+    encoded = np.nan_to_num(np.rint(flow * KITTI_SCALE + KITTI_OFFSET), nan=0.0, posinf=65535.0, neginf=0.0)
+    outside = ((encoded < 0) | (encoded > 65535) | ~np.isfinite(flow)) & valid[..., None]
+    clamped = int(outside.sum())
+    if clamped:
+        warnings.warn(f"{path}: {clamped} flow values outside the KITTI PNG range [-512, 511.98] px (or "
+                      f"non-finite) were clamped, as the KITTI devkit does", stacklevel=2)
+    encoded = np.clip(encoded, 0, 65535)
     raw = np.zeros(flow.shape[:2] + (3,), np.uint16)
     raw[..., :2] = np.where(valid[..., None], encoded, 0).astype(np.uint16)
     raw[..., 2] = valid
@@ -192,6 +295,7 @@ def write_kitti_flow_png(path: str | os.PathLike, flow: np.ndarray, valid: np.nd
     png.Writer(width, height, greyscale=False, bitdepth=16).write(buffer, raw.reshape(height, width * 3))
     with atomic_write(path, "wb") as handle:
         handle.write(buffer.getvalue())
+    return clamped
 
 
 # ------------------------------------------------------------------------------------------ palette PNG
@@ -207,25 +311,34 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
 
 
 def _open_image(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
+    """Open with PIL, check the declared size against MAX_PIXELS, then decode; errors name `path`."""
+    with _reading(path, "image"), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # PIL's own header check
+            raise DataFormatError(f"{path}: declared size exceeds the limit MAX_PIXELS={MAX_PIXELS} ({error})") \
+                from error
+        _check_side(path, *image.size)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: unreadable image ({error})") from error
-    return image
+        return image
 
 
 def read_palette_png(path: str | os.PathLike, return_palette: bool = False):
-    """Read an indexed ('P') PNG -> indices (H, W) uint8 [, palette (N, 3) uint8]."""
+    """Read an indexed ('P') PNG -> indices (H, W) uint8 [, palette (N, 3) uint8].
+
+    Raises FileNotFoundError, or DataFormatError for a non-indexed, oversized or undecodable file.
+    """
     path = _require_file(path)
     image = _open_image(path)
     if image.mode != "P":
-        raise ValueError(f"{path}: expected an indexed (mode 'P') PNG, got mode {image.mode!r}")
-    indices = np.array(image, np.uint8)
-    if not return_palette:
-        return indices
-    palette = np.array(image.getpalette() or [], np.uint8).reshape(-1, 3)
-    return indices, palette
+        raise DataFormatError(f"{path}: expected an indexed (mode 'P') PNG, got mode {image.mode!r}")
+    with _reading(path, "palette PNG"):
+        indices = np.array(image, np.uint8)
+        if not return_palette:
+            return indices
+        palette = np.array(image.getpalette() or [], np.uint8)
+        return indices, palette[: len(palette) // 3 * 3].reshape(-1, 3)
 
 
 def write_palette_png(path: str | os.PathLike, indices: np.ndarray, palette: np.ndarray | None = None) -> None:
@@ -239,15 +352,19 @@ def write_palette_png(path: str | os.PathLike, indices: np.ndarray, palette: np.
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a label map PNG stored as indices ('P') or grey levels ('L', 'I;16', 'I') -> (H, W) int64.
+    """Read a label map PNG stored as indices ('P') or grey levels ('L', 'I;16', 'I') -> (H, W) integers.
 
+    The dtype is the file's own (uint8 for 'P'/'L', uint16 for 'I;16', int32 for 'I'): no widening copy.
     Colour (RGB) label images are rejected: their colours would need a palette lookup.
+    Raises FileNotFoundError, or DataFormatError for another mode, an oversized or undecodable file.
     """
     path = _require_file(path)
     image = _open_image(path)
-    if image.mode not in ("P", "L", "I;16", "I"):
-        raise ValueError(f"{path}: label PNG must be indexed or greyscale, got mode {image.mode!r}")
-    return np.array(image).astype(np.int64)
+    dtypes = {"P": np.uint8, "L": np.uint8, "I;16": np.uint16, "I": np.int32}
+    if image.mode not in dtypes:
+        raise DataFormatError(f"{path}: label PNG must be indexed or greyscale, got mode {image.mode!r}")
+    with _reading(path, "label PNG"):
+        return np.array(image, dtypes[image.mode])
 
 
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -270,12 +387,16 @@ def _save_pil(path: str | os.PathLike, image: Image.Image, pil_format: str, **op
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit image (png/jpg/ppm, RGB/L/P/RGBA) -> (H, W, 3) uint8 RGB."""
+    """Read an 8-bit image (png/jpg/ppm, RGB/L/P/RGBA) -> (H, W, 3) uint8 RGB.
+
+    Raises FileNotFoundError, or DataFormatError for a 16-bit/float, oversized or undecodable file.
+    """
     path = _require_file(path)
     image = _open_image(path)
-    if image.mode in ("I;16", "I;16B", "I", "F"):
-        raise ValueError(f"{path}: {image.mode!r} is not an 8-bit colour image")
-    return np.array(image.convert("RGB"), np.uint8)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        raise DataFormatError(f"{path}: {image.mode!r} is not an 8-bit colour image")
+    with _reading(path, "image"):
+        return np.array(image.convert("RGB"), np.uint8)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> None:
@@ -304,9 +425,9 @@ def read_flow_any(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     elif suffix == ".pfm":
         data = read_pfm(path)
         if data.ndim != 3:
-            raise ValueError(f"{path}: a flow PFM must have 3 channels ('PF'), got a 1-channel 'Pf'")
+            raise DataFormatError(f"{path}: a flow PFM must have 3 channels ('PF'), got a 1-channel 'Pf'")
         flow = np.ascontiguousarray(data[..., :2])
     else:
-        raise ValueError(f"{path}: unknown flow file suffix {suffix!r}")
+        raise DataFormatError(f"{path}: unknown flow file suffix {suffix!r}")
     valid = np.isfinite(flow).all(-1) & (np.abs(flow) < 1000).all(-1)
     return np.where(valid[..., None], flow, 0).astype(np.float32), valid

@@ -13,7 +13,9 @@ Count modes: `full` (default) compares each known count / line count exactly (un
 `min` (alias `fixture`) only needs >= 1 file per non-optional pattern and existing split files - for partial
 copies and the tiny fixture trees of the tests. In both modes up to `--sample` files per pattern (first and
 last in sorted order, then evenly spaced) are parsed with the pattern's reader, and listed checksums are checked.
-Exit status: 0 when `report.ok`, 1 otherwise, 2 for usage errors (unknown manifest, bad arguments).
+Exit status: 0 when `report.ok`, 1 otherwise, 2 for usage errors (unknown manifest, bad arguments, a
+malformed manifest). Every malformed manifest (not YAML, not UTF-8, wrong types, unknown reader, a path or glob
+that is absolute or climbs out of ROOT with '..') raises `formats.DataFormatError` naming the manifest file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import yaml
 
 from mcjepa.data import formats
+from mcjepa.data.formats import DataFormatError
 
 MANIFESTS_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 COUNT_MODES = {"full": "full", "min": "min", "fixture": "min"}
@@ -90,17 +93,76 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _inside_root(text, path: Path, what: str) -> str:
+    """A relative path or glob that stays inside ROOT (no absolute path, no '..' component)."""
+    if not isinstance(text, str) or not text.strip():
+        raise DataFormatError(f"{path}: {what} must be a non-empty string, got {text!r}")
+    if text.startswith(("/", "\\")) or Path(text).is_absolute() or ".." in Path(text).parts or "\0" in text:
+        raise DataFormatError(f"{path}: {what} {text!r} must be relative to ROOT and must not contain '..'")
+    return text
+
+
+def _typed(value, types, path: Path, what: str):
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = "/".join("null" if t is type(None) else t.__name__ for t in types)
+        raise DataFormatError(f"{path}: {what} must be {names}, got {value!r:.80}")
+    return value
+
+
+def _entries(manifest: dict, key: str, path: Path) -> list:
+    return _typed(manifest.get(key) or [], (list,), path, key)
+
+
+def _validate(manifest: dict, path: Path) -> None:
+    """Check every field's type and every path the manifest names (module docstring's schema)."""
+    for key in ("title", "url", "licence", "citation", "notes", "root_hint", "default_root", "module"):
+        _typed(manifest.get(key, ""), (str, type(None)), path, key)
+    if manifest.get("kind", "files") not in ("files", "generated"):
+        raise DataFormatError(f"{path}: kind must be 'files' or 'generated', got {manifest.get('kind')!r:.80}")
+    for attribute in _entries(manifest, "provides", path):
+        _typed(attribute, (str,), path, "provides[]")
+    for folder in _entries(manifest, "folders", path):
+        _inside_root(folder, path, "folder")
+    for entry in _entries(manifest, "split_files", path):
+        _typed(entry, (dict,), path, "split_files[]")
+        _inside_root(entry.get("path"), path, "split file path")
+        _typed(entry.get("lines"), (int, type(None)), path, "split_files[].lines")
+        _typed(entry.get("optional", False), (bool,), path, "split_files[].optional")
+    for pattern in _entries(manifest, "patterns", path):
+        _typed(pattern, (dict,), path, "patterns[]")
+        _inside_root(pattern.get("glob"), path, "glob")
+        _typed(pattern.get("count"), (int, type(None)), path, f"count of {pattern['glob']}")
+        _typed(pattern.get("optional", False), (bool,), path, f"optional of {pattern['glob']}")
+        if _typed(pattern.get("reader", "none"), (str,), path, "reader") not in READERS:
+            raise DataFormatError(f"{path}: unknown reader {pattern.get('reader')!r} for {pattern.get('glob')} "
+                                  f"(known: {sorted(READERS)})")
+    checksums = _typed(manifest.get("checksums") or {}, (dict,), path, "checksums")
+    for relative, digest in checksums.items():
+        _inside_root(relative, path, "checksum path")
+        _typed(digest, (str,), path, f"sha256 of {relative}")
+
+
 def load_manifest(name: str, manifests_dir=None) -> dict:
+    """Parse and check data_manifests/<name>.yaml -> dict.
+
+    Raises FileNotFoundError for an unknown name, DataFormatError (a ValueError) naming the file for a
+    malformed manifest.
+    """
     path = Path(manifests_dir or MANIFESTS_DIR) / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise FileNotFoundError(f"{path}: no manifest named {name!r} (known: {known})")
-    manifest = yaml.safe_load(path.read_text())
+    try:
+        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as error:
+        detail = str(error).replace("\n", " ")[:300]
+        raise DataFormatError(f"{path}: not a valid UTF-8 YAML manifest ({type(error).__name__}: {detail})") from error
     if not isinstance(manifest, dict) or manifest.get("name") != name:
-        raise ValueError(f"{path}: manifest must be a mapping whose 'name' is {name!r}")
-    for pattern in manifest.get("patterns") or []:
-        if pattern.get("reader", "none") not in READERS:
-            raise ValueError(f"{path}: unknown reader {pattern.get('reader')!r} for {pattern.get('glob')}")
+        raise DataFormatError(f"{path}: manifest must be a mapping whose 'name' is {name!r}")
+    try:
+        _validate(manifest, path)
+    except RecursionError as error:
+        raise DataFormatError(f"{path}: manifest nested too deeply") from error
     return manifest
 
 
@@ -168,14 +230,22 @@ def verify_dataset(name: str, root=None, manifests_dir=None, counts: str = "full
             if not split_file.get("optional", False):
                 report.problems.append(f"{path}: missing split file")
             continue
-        lines = sum(1 for line in path.read_text().splitlines() if line.strip())
+        try:
+            lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (UnicodeDecodeError, OSError) as error:
+            report.problems.append(f"{path}: unreadable split file ({type(error).__name__}: {error})")
+            continue
         expected = split_file.get("lines")
         if mode == "full" and expected is not None and lines != expected:
             report.problems.append(f"{path}: {lines} lines, expected {expected}")
         if lines == 0:
             report.problems.append(f"{path}: empty split file")
     for pattern in manifest.get("patterns") or []:
-        files = sorted(root.glob(pattern["glob"]))
+        try:
+            files = sorted(root.glob(pattern["glob"]))
+        except (ValueError, NotImplementedError, OSError) as error:
+            report.problems.append(f"{root / pattern['glob']}: glob failed ({type(error).__name__}: {error})")
+            continue
         expected = pattern.get("count")
         report.counts.append((pattern["glob"], expected if mode == "full" else None, len(files)))
         optional = pattern.get("optional", False)
@@ -204,6 +274,27 @@ def verify_dataset(name: str, root=None, manifests_dir=None, counts: str = "full
     return report
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _list(folder: Path) -> int:
+    """Print one line per manifest; a malformed one is reported (named) and listing goes on. 1 if any was bad."""
+    bad = 0
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            manifest = load_manifest(path.stem, folder)
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{path.stem:16s} {manifest.get('title') or ''}  <- {manifest.get('url') or ''}")
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     """CLI: `data verify NAME [ROOT] [--manifests DIR] [--counts full|min|fixture] [--sample N]`, `data list`."""
     parser = argparse.ArgumentParser(prog="python -m mcjepa data", description="Dataset manifests and checks.")
@@ -213,7 +304,7 @@ def main(argv=None) -> int:
     verify.add_argument("root", nargs="?", default=None, help="dataset folder (default: the manifest's default_root)")
     verify.add_argument("--manifests", default=None, help=f"manifest folder (default {MANIFESTS_DIR})")
     verify.add_argument("--counts", default="full", choices=sorted(COUNT_MODES))
-    verify.add_argument("--sample", type=int, default=2, help="files parsed per pattern")
+    verify.add_argument("--sample", type=_non_negative, default=2, help="files parsed per pattern (>= 0)")
     listing = commands.add_parser("list", help="list the known manifests")
     listing.add_argument("--manifests", default=None)
     try:
@@ -221,13 +312,10 @@ def main(argv=None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     if args.command == "list":
-        for path in sorted(Path(args.manifests or MANIFESTS_DIR).glob("*.yaml")):
-            manifest = yaml.safe_load(path.read_text())
-            print(f"{path.stem:16s} {manifest.get('title', '')}  <- {manifest.get('url', '')}")
-        return 0
+        return _list(Path(args.manifests or MANIFESTS_DIR))
     try:
         report = verify_dataset(args.name, args.root, args.manifests, args.counts, args.sample)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report)

@@ -9,6 +9,9 @@ an outlier. The relative test is written multiplicatively, so it needs no |g| ep
 devkit's EPE / |g| > 0.05 for |g| > 0 and, for g = 0, reduces to EPE > 3 (mmflow adds 1e-6 to |g| and
 ARFlow uses max(|g|, 1e-10); both agree with ours except within ~1e-6 px of the threshold).
 All arithmetic is float64 so that hand-made threshold cases are exact.
+A non-finite prediction (NaN or +-Inf in u or v) at a valid pixel has EPE = +inf: it is an outlier, fails every
+n-px accuracy, and makes the mean EPE inf (`evaluate_flow_dataset` warns, naming the sample). Non-finite ground
+truth is not scored (treated as invalid).
 
 Regions: "all" = valid pixels; with an occlusion mask (True = occluded) also "noc" = valid & ~occluded
 and "occ" = valid & occluded. Keys of the returned dicts: `epe`, `fl` (percent), `px1`, `px3`, `px5`
@@ -81,18 +84,18 @@ def flow_error_sums(pred, gt, valid=None, occlusion=None) -> dict[str, torch.Ten
     """
     pred, gt, valid, occlusion = _prepare(pred, gt, valid, occlusion)
     epe = torch.linalg.vector_norm(pred - gt, dim=1)  # (B,H,W)
+    epe = torch.where(torch.isfinite(pred).all(dim=1), epe, torch.full_like(epe, math.inf))
     mag = torch.linalg.vector_norm(gt, dim=1)
     outlier = (epe > OUTLIER_ABS_PX) & (epe > OUTLIER_REL * mag)
     regions = {"all": valid}
     if occlusion is not None:
         regions["noc"] = valid & ~occlusion
         regions["occ"] = valid & occlusion
-    epe = torch.where(valid, epe, torch.zeros_like(epe))  # NaN/inf predictions on invalid pixels ignored
     out: dict[str, torch.Tensor] = {}
     for region, mask in regions.items():
         m = mask.double()
         out[_key("n", region)] = m.sum(dim=(1, 2))
-        out[_key("epe_sum", region)] = (epe * m).sum(dim=(1, 2))
+        out[_key("epe_sum", region)] = torch.where(mask, epe, 0.0).sum(dim=(1, 2))  # not epe * m: inf * 0 = NaN
         out[_key("outliers", region)] = (outlier.double() * m).sum(dim=(1, 2))
         for k in ACCURACY_THRESHOLDS:
             out[_key(f"px{k}_count", region)] = ((epe < k).double() * m).sum(dim=(1, 2))
@@ -279,8 +282,10 @@ def evaluate_flow_dataset(
     """Evaluate `flow_fn` on a dataset of flow-pair sample dicts (one sample at a time, native size).
 
     Samples without "flow" are skipped with one warning (counted in `n_skipped`); `valid` defaults to all
-    True; `occlusion` is used when present. Returns `FlowMetricAccumulator.compute()` + `n_skipped`.
-    Raises ValueError if no sample has ground truth.
+    True; `occlusion` is used when present. A non-finite predicted flow is scored as outliers with infinite
+    EPE (module docstring) and warned about, naming the sample. Returns `FlowMetricAccumulator.compute()` +
+    `n_skipped`. Raises ValueError naming the sample for a NaN/Inf input frame, and if no sample has ground
+    truth.
     """
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     acc = FlowMetricAccumulator()
@@ -292,7 +297,17 @@ def evaluate_flow_dataset(
                 warnings.warn(f"evaluate_flow_dataset: sample {i} ({sample.get('name', '?')}) has no 'flow'; skipping samples without GT")
             skipped += 1
             continue
+        name = f"sample {i} ({sample.get('name', '?')})"
+        for key in ("frame1", "frame2"):
+            bad = int((~torch.isfinite(torch.as_tensor(sample[key]))).sum())
+            if bad:
+                raise ValueError(f"evaluate_flow_dataset: {name}: {key} has {bad} NaN/Inf values; input images "
+                                 f"must be finite")
         pred = predict_flow_native(flow_fn, sample["frame1"], sample["frame2"], stride=stride, scale=scale)
+        bad = int((~torch.isfinite(pred)).any(dim=-3).sum())
+        if bad:
+            warnings.warn(f"evaluate_flow_dataset: {name}: {bad} pixels of the predicted flow are NaN/Inf; they "
+                          f"count as outliers with infinite EPE")
         acc.update(pred.cpu(), sample["flow"], sample.get("valid"), sample.get("occlusion"))
     if acc.n_images == 0:
         raise ValueError(f"evaluate_flow_dataset: none of the {n} samples has ground-truth 'flow'")

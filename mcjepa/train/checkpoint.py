@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 
@@ -28,23 +29,41 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, model, optimizer, scheduler, step: int, cfg: Config) -> None:
-    """Write everything needed to resume bit-identically, atomically (temp file + rename)."""
-    atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "rng": rng_state(), "step": step,
-                       "config": to_dict(cfg)}, path)
+    """Write everything needed to resume bit-identically, atomically (temp file + rename).
+
+    A failed write (disk full: torch reports it as a RuntimeError) raises OSError naming `path`; the temporary
+    file is removed and the previous checkpoint, if any, is intact."""
+    try:
+        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "rng": rng_state(), "step": step,
+                           "config": to_dict(cfg)}, path)
+    except (OSError, RuntimeError) as err:
+        number = getattr(err, "errno", None) or errno.EIO
+        raise OSError(number, f"cannot write the step-{step} checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); disk full? no partial file is "
+                              f"left, the previous checkpoint (if any) is intact", str(path)) from err
 
 
-def read_checkpoint(path: str | Path) -> dict:
+RESUME_KEYS = ("model", "optimizer", "scheduler", "rng", "step", "config")
+
+
+def read_checkpoint(path: str | Path, require: tuple[str, ...] = ("model", "step", "config")) -> dict:
+    """Load and verify a checkpoint: a readable torch file (a truncated or corrupted one fails to unpickle),
+    a dict holding the `require`d keys (RESUME_KEYS to resume), an integer step >= 0.
+    Raises FileNotFoundError, or ValueError naming the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file: say which one
-        raise ValueError(f"checkpoint {path} cannot be read ({err})") from err
-    missing = {"model", "step", "config"} - set(state)
+        raise ValueError(f"checkpoint {path} cannot be read: truncated or corrupted? ({type(err).__name__}: "
+                         f"{err})") from err
+    missing = sorted(set(require) - set(state)) if isinstance(state, dict) else list(require)
     if missing:
-        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}: not an mcjepa checkpoint")
+        raise ValueError(f"checkpoint {path} lacks {missing}: not a complete mcjepa checkpoint")
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise ValueError(f"checkpoint {path}: step {state['step']!r} is not an integer >= 0")
     return state
 
 

@@ -23,7 +23,7 @@ from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mi
 from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
-from .checkpoint import read_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import RESUME_KEYS, read_checkpoint, save_checkpoint, set_rng_state
 from .distributed import gather_batch, init_distributed, is_main
 from .metrics_log import MetricsLog, truncate_metrics
 from .schedule import build_optimizer
@@ -100,9 +100,14 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; a CUDA device without a GPU is a ValueError naming train.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"train.device={name!r} but this machine has {torch.cuda.device_count()} usable CUDA "
+                         f"GPU(s): use train.device=auto or cpu")
+    return device
 
 
 def _loader(dataset: Dataset, batches: StepBatches, workers: int) -> DataLoader:
@@ -147,6 +152,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     `eval_every` > 0 logs the flow EPE on held-out pairs that have ground truth (the embedded data)."""
     validate(cfg)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(20, "the run folder (--out) is a file, not a folder", str(out_dir))
     device = resolve_device(cfg.train.device)
     rank, world = init_distributed(device.type)
     if device.type == "cuda" and world > 1:
@@ -156,10 +163,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
 
     model = MCJEPA(cfg.model).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
-    start = 0
+    start, rng = 0, None
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume:
-        state = read_checkpoint(checkpoint_path)
+        state = read_checkpoint(checkpoint_path, require=RESUME_KEYS)
         saved = state["config"]
         if saved != to_dict(cfg):
             changed = [k for k in saved if saved[k] != to_dict(cfg)[k]]
@@ -168,8 +175,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start = state["step"]
+        rng, start = state["rng"], state["step"]  # restored after the data iterators draw their seeds
     elif checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass resume=True (--resume) or choose a new out dir")
 
@@ -215,6 +221,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         with atomic_write(out_dir / "config.json", "w") as handle:
             json.dump(to_dict(cfg), handle, indent=2)
 
+    if rng is not None:  # building the loaders above drew from the global RNG: restore the saved state now
+        set_rng_state(rng)
     bar = None
     if progress and is_main():
         from tqdm.auto import tqdm

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from mcjepa.data.augment import resize_sparse_flow
 from mcjepa.models.warp import inside_image_mask, resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, to_numpy
 from mcjepa.viz.plots import IGNORE_COLOR, _class_legend, add_flow_legend, colorize_labels, overlay_mask, to_image
@@ -179,9 +180,11 @@ class FlowInspector:
                 out["view"], out["view_kind"] = None, "message"
                 out["title"] = "no ground truth" + (" for bw" if direction == "bw" else "")
             else:
-                gt_l = resize_flow(gt[None].float(), size)[0]
                 valid = pair.get("valid")
-                valid = _resize_mask(valid, size) if valid is not None else torch.ones(size, dtype=torch.bool)
+                if valid is None or valid.all():  # dense GT: bilinear
+                    gt_l, valid = resize_flow(gt[None].float(), size)[0], torch.ones(size, dtype=torch.bool)
+                else:  # sparse GT: resampled by its mask, never blended with the invalid zeros
+                    gt_l, valid = (t[0] for t in resize_sparse_flow(gt[None].float(), valid[None].bool(), size))
                 epe = error_map(flow[0], gt_l)
                 epe = np.where(valid.numpy(), epe, np.nan)
                 out["view"], out["view_kind"] = epe, "scalar"
