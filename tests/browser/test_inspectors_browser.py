@@ -136,7 +136,7 @@ CELL_TIMES_JS = """() => {
     const cell = cells.get(i);
     const t = cell.type === 'code' ? cell.getMetadata('execution') : null;
     if (t && t['iopub.execute_input'] && t['shell.execute_reply'])
-      times.push([i, (Date.parse(t['shell.execute_reply']) - Date.parse(t['iopub.execute_input'])) / 1000,
+      times.push([i, Date.parse(t['iopub.execute_input']) / 1000, Date.parse(t['shell.execute_reply']) / 1000,
                   cell.sharedModel.getSource().split('\\n').slice(-1)[0].slice(0, 50)]);
   }
   return times;
@@ -201,27 +201,31 @@ def test_flow_inspector_in_jupyterlab(jupyter_lab):
                 "img.widget-image").wait_for(state="attached", timeout=RUN_ALL_S * 1000)
             page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
                                    " === 'idle'", timeout=RUN_ALL_S * 1000)
+            times = page.evaluate(CELL_TIMES_JS)
             print(f"Run All -> all cells done: {time.monotonic() - started:.1f} s; per cell (s):")
-            for index, seconds, last_line in page.evaluate(CELL_TIMES_JS):
-                print(f"  cell {index:2d} {seconds:6.1f}  {last_line}")
+            for index, begin, end, last_line in times:
+                print(f"  cell {index:2d} {end - begin:6.1f}  {last_line}")
+            widget_done = [end for _, _, end, line in times if "flow_inspector.widget()" in line]
+            if times and widget_done:  # the kernel's own clock: first cell started -> the widget cell replied
+                print(f"Run All -> flow inspector shown, by the kernel's timestamps: {widget_done[0] - times[0][1]:.1f} s")
             assert page.evaluate(CELL_ERRORS_JS) == []
             image.scroll_into_view_if_needed()
 
-            def snapshot(name: str) -> bytes:
+            def snapshot(name: str, img=image) -> bytes:
                 path = OUT / f"{name}.png"
-                data = image.screenshot(path=str(path))
+                data = img.screenshot(path=str(path))
                 shots.append(path)
                 return data
 
-            def changes(name: str, action) -> bytes:
+            def changes(name: str, action, img=image) -> bytes:
                 """Do `action`, wait for the image to be replaced, screenshot it; the picture must differ."""
-                before_src, before = image.get_attribute("src"), snapshot(f"{name}_before")
+                before_src, before = img.get_attribute("src"), snapshot(f"{name}_before", img)
                 t0 = time.monotonic()
                 action()
                 page.wait_for_function("([img, src]) => img.getAttribute('src') !== src && img.complete",
-                                       arg=[image.element_handle(), before_src], timeout=REDRAW_S * 1000)
+                                       arg=[img.element_handle(), before_src], timeout=REDRAW_S * 1000)
                 print(f"{name}: redrawn in {time.monotonic() - t0:.2f} s")
-                after = snapshot(name)
+                after = snapshot(name, img)
                 assert after != before, f"{name}: the picture did not change (see {OUT})"
                 return after
 
@@ -243,6 +247,17 @@ def test_flow_inspector_in_jupyterlab(jupyter_lab):
             x_before = readout("x")
             changes("04_click", lambda: image.click(position={"x": box["width"] * 0.06, "y": box["height"] * 0.6}))
             assert readout("x") != x_before, "the click did not move the picked pixel"
+            page.screenshot(path=str(OUT / "page_flow_end.png"))
+            # the still-image inspector: no frame slider; picking a class redraws without resizing the picture
+            still_cell = page.locator(".jp-CodeCell").filter(has_text="still_inspector.widget()")
+            still_image = still_cell.locator("img.widget-image")
+            still_image.scroll_into_view_if_needed()
+            assert _label_row(still_cell, "widget-hslider", "frame").count() == 0
+            size = still_image.bounding_box()
+            changes("05_still_class", lambda: _label_row(still_cell, "widget-dropdown", "class").locator("select")
+                    .select_option(index=2), still_image)
+            after = still_image.bounding_box()
+            assert (after["width"], after["height"]) == (size["width"], size["height"]), "the picture jumped"
             page.screenshot(path=str(OUT / "page_end.png"))
         finally:
             browser.close()
