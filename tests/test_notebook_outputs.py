@@ -36,10 +36,12 @@ def test_marker_detection_and_problems():
     image = nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"})
     stream = nbformat.v4.new_output("stream", name="stdout", text="1\n")
     nb.cells[0].outputs = [stream, image]
+    nb.cells[0].execution_count = 1
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
     assert stored_outputs_problems(nb) == [
         "cell 0 stores a non-text output (display_data, ['image/png'])",
-        "cell 2 stores outputs but is not marked # NBVAL_CHECK_OUTPUT"]
+        "cell 2 stores outputs but is not marked # NBVAL_CHECK_OUTPUT",
+        "cell 2 stores outputs without an execution count (nbval: 'unrun reference cell')"]
     kept = _text_only([stream, image])
     assert [o["output_type"] for o in kept] == ["stream", "display_data"] and set(kept[1]["data"]) == {"text/plain"}
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "browser"
 NOTEBOOK = "14_inspectors"
 SERVER_START_S = 240     # JupyterLab answering
-RUN_ALL_S = 900          # Run All until the three inspectors are shown (smoke training included)
+RUN_ALL_S = 1200         # Run All until the three inspectors are shown (smoke training included)
 REDRAW_S = 120           # one control change until the new picture is shown
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
