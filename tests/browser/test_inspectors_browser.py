@@ -8,7 +8,8 @@ Screenshots of every state go to build/browser/ (kept after the run, to look at 
 Run All to a usable inspector.
 
 Needs the `chromium` binary and the `playwright` package: missing either, the test fails under CI (CI=true) and
-is skipped elsewhere, with the reason.
+is skipped elsewhere, with the reason (both checked before JupyterLab starts). MCJEPA_CHROMIUM names the binaries
+to look for on PATH (default "chromium chromium-browser").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ NOTEBOOK = "14_inspectors"
 SERVER_START_S = 240     # JupyterLab answering
 RUN_ALL_S = 1200         # Run All until the three inspectors are shown (smoke training included)
 REDRAW_S = 120           # one control change until the new picture is shown
-CHROMIUM_NAMES = ("chromium", "chromium-browser")
+CHROMIUM_NAMES = tuple(os.environ.get("MCJEPA_CHROMIUM", "chromium chromium-browser").split())
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +73,17 @@ def _prepare_notebook(folder: Path) -> Path:
 
 
 @pytest.fixture
-def jupyter_lab(tmp_path):
+def browser_tools():
+    """(chromium path, playwright's sync_playwright), checked before anything starts."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package is not installed (pip install playwright; `make test` installs it)")
+    return _chromium(), sync_playwright
+
+
+@pytest.fixture
+def jupyter_lab(browser_tools, tmp_path):
     """(base url, token, notebook folder) of a JupyterLab serving a prepared notebook 14; always killed."""
     folder = OUT / "notebook"
     shutil.rmtree(folder, ignore_errors=True)
@@ -162,12 +173,8 @@ def _label_row(scope, kind: str, label: str):
     return scope.locator(f".{kind}").filter(has=scope.page.locator("label.widget-label", has_text=re.compile(f"^{label}$")))
 
 
-def test_flow_inspector_in_jupyterlab(jupyter_lab):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package is not installed (pip install playwright; `make test` installs it)")
-    chromium = _chromium()
+def test_flow_inspector_in_jupyterlab(browser_tools, jupyter_lab):
+    chromium, sync_playwright = browser_tools
     url, token, _ = jupyter_lab
     shots: list[Path] = []
     console_errors: list[str] = []
