@@ -42,7 +42,7 @@ def test_flow_predict_fn_keys_shapes_and_cropping(model):
     frame1, frame2 = frames(40, 70)  # not multiples of the stride 32 -> padded
     pred = flow_predict_fn(model)(frame1, frame2)
     assert set(pred) == {"flows_fw", "flows_bw", "flow_fw", "flow_bw", "occlusion_fw", "occlusion_bw",
-                         "cost_volume_fn"}
+                         "cost_volume_fn", "cost_volume_bw_fn"}
     expected = [(math.ceil(40 / s), math.ceil(70 / s)) for s in model.cfg.flow.strides]
     assert [tuple(f.shape) for f in pred["flows_fw"]] == [(1, 2, *hw) for hw in expected]
     assert [tuple(f.shape) for f in pred["flows_bw"]] == [(1, 2, *hw) for hw in expected]
@@ -74,13 +74,16 @@ def test_cost_volume_fn_matches_a_loop_correlation(model):
         x1, x2 = (f[0] for f in normalize_features(x1[None], x2[None], model.cfg.flow.feature_norm))
     height, width = x1.shape[-2:]
     for y, x in ((0, 0), (1, 2), (height - 1, width - 1)):
-        reference = np.zeros((2 * radius + 1, 2 * radius + 1), np.float32)
-        for dy in range(-radius, radius + 1):
-            for dx in range(-radius, radius + 1):
-                if 0 <= y + dy < height and 0 <= x + dx < width:
-                    value = float((x1[:, y, x] * x2[:, y + dy, x + dx]).mean())
-                    reference[dy + radius, dx + radius] = value if value > 0 else 0.1 * value  # leaky ReLU
-        np.testing.assert_allclose(pred["cost_volume_fn"](0, y, x), reference, rtol=1e-4, atol=1e-6)
+        # fw correlates frame 1 with frame 2 around (y, x); bw (frame 2 against frame 1) swaps them
+        for key, (a, b) in (("cost_volume_fn", (x1, x2)), ("cost_volume_bw_fn", (x2, x1))):
+            reference = np.zeros((2 * radius + 1, 2 * radius + 1), np.float32)
+            for dy in range(-radius, radius + 1):
+                for dx in range(-radius, radius + 1):
+                    if 0 <= y + dy < height and 0 <= x + dx < width:
+                        value = float((a[:, y, x] * b[:, y + dy, x + dx]).mean())
+                        reference[dy + radius, dx + radius] = value if value > 0 else 0.1 * value  # leaky ReLU
+            np.testing.assert_allclose(pred[key](0, y, x), reference, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(pred["cost_volume_fn"](0, 1, 2), pred["cost_volume_bw_fn"](0, 1, 2))
     with pytest.raises(ValueError):
         pred["cost_volume_fn"](0, height, 0)
 
@@ -96,6 +99,7 @@ def test_flow_inspector_runs_on_the_adapter(model):
     np.testing.assert_array_equal(panels["view"], expected)
     panels = inspector.compute_panels(level=1, direction="bw", view="flow", x=69, y=39)
     assert panels["cost_volume"].shape == (7, 7) and panels["level_size"] == (3, 5)
+    assert panels["cost_volume_title"] == "cost volume bw (level 1)"
     assert len(inspector.render(level=2, view="photometric error").axes) >= 4
 
 

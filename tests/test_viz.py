@@ -13,7 +13,7 @@ from mcjepa.viz.plots import (
     colorize_labels, label_palette, plot_ablation, plot_flow_comparison, plot_loss_curves, plot_segmentation,
     plot_video_segmentation, save_figure,
 )
-from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector
+from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_png, figure_point
 
 H, W = 24, 32
 
@@ -205,15 +205,16 @@ def make_pairs():
 
 
 class FakeFlowModel:
-    """predict_fn stand-in: flows = 0.8 x GT of pair 0 at 3 pyramid levels; records its calls."""
+    """predict_fn stand-in: flows = `gain` x GT of pair 0 at 3 pyramid levels; records its calls. With
+    `with_cost_bw`, a backward cost volume (arange reversed: peak at the top-left corner) too."""
 
-    def __init__(self, with_cost=True, with_occ=True):
+    def __init__(self, with_cost=True, with_occ=True, with_cost_bw=False, gain=0.8):
         self.calls, self.cost_calls = 0, []
-        self.with_cost, self.with_occ = with_cost, with_occ
+        self.with_cost, self.with_occ, self.with_cost_bw, self.gain = with_cost, with_occ, with_cost_bw, gain
 
     def __call__(self, frame1, frame2):
         self.calls += 1
-        full = smooth_flow()[None] * 0.8
+        full = smooth_flow()[None] * self.gain
         levels = [resize_flow(full, (H // s, W // s)) for s in (4, 2, 1)]
         out = {"flows_fw": levels, "flows_bw": [-lv for lv in levels], "flow_fw": full, "flow_bw": -full}
         if self.with_occ:
@@ -225,6 +226,8 @@ class FakeFlowModel:
                 self.cost_calls.append((level, y, x))
                 return np.arange(81, dtype=np.float32).reshape(9, 9)
             out["cost_volume_fn"] = cost
+        if self.with_cost_bw:
+            out["cost_volume_bw_fn"] = lambda level, y, x: np.arange(81, dtype=np.float32)[::-1].reshape(9, 9)
         return out
 
 
@@ -334,7 +337,7 @@ def test_segmentation_inspector_class_picker_and_frames():
     f2 = video.compute_panels(1, 1, frame=2)
     assert f2["frame"] == 2 and f2["pred_highlight"][5:10, 7:12].all() and f2["iou"] == 1.0
     assert video.compute_panels(1, -1, frame=99)["frame"] == 4
-    assert [name for name, _ in video.class_options(1)] == ["all", "object 0", "object 1"]
+    assert [name for name, _ in video.class_options(1)] == ["all", "background", "object 1"]
 
 
 def test_data_tour_panels_follow_sample_keys():
@@ -367,3 +370,127 @@ def test_widgets_construct_and_rerender_on_change():
     slider = box.children[0].children[1]  # DataTour's index slider
     slider.value = 1
     assert len(calls) == before + 1 and calls[-1]["index"] == 1
+
+
+# -- inspector fixes (issue 12) ------------------------------------------------------------------------------
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_flow_cost_volume_follows_the_direction():
+    inspector = FlowInspector(make_pairs(), FakeFlowModel(with_cost_bw=True))
+    fw, bw = inspector.compute_panels(0, 1, "fw", "flow"), inspector.compute_panels(0, 1, "bw", "flow")
+    assert fw["cost_volume_title"] == "cost volume fw (level 1)" and bw["cost_volume_title"] == "cost volume bw (level 1)"
+    assert not np.array_equal(fw["cost_volume"], bw["cost_volume"])
+    assert "argmax offset (-4, -4)" in inspector.render(0, 1, "bw", "flow").axes[3].get_title()
+    fw_only = FlowInspector(make_pairs(), FakeFlowModel())  # no backward costs: said so, same layout
+    p = fw_only.compute_panels(0, 1, "bw", "flow")
+    assert p["cost_volume"] is None and p["cost_volume_title"] == "no bw cost volume"
+    fig_fw, fig_bw = fw_only.render(0, 1, "fw", "flow"), fw_only.render(0, 1, "bw", "flow")
+    assert [t.get_text() for t in fig_bw.axes[3].texts] == ["no bw cost volume"]
+    assert png_size(figure_png(fig_fw, tight=False)) == png_size(figure_png(fig_bw, tight=False))
+
+
+def test_flow_colour_scale_small_and_zero_flow():
+    pairs = make_pairs()
+    gt_max = float(smooth_flow().norm(dim=0).max())
+    weak = FlowInspector(pairs, FakeFlowModel(gain=0.05)).compute_panels(0, -1, "fw", "flow")
+    own = float(np.percentile(np.linalg.norm(0.05 * smooth_flow().numpy(), axis=0), 99))
+    assert weak["max_flow"] == pytest.approx(own, rel=1e-4) and weak["max_flow"] < 0.1 * gt_max
+    assert "99th pct" in weak["flow_scale"]
+    assert weak["view"].min() < 128  # coloured, not white (it would be at the GT's scale: 5 % saturation)
+    on_gt_scale = flow_to_rgb(0.05 * smooth_flow(), max_flow=gt_max)
+    assert on_gt_scale.min() > 200
+    # no GT (bw) and zero flow: no "|f| = 1e-06 px" at the rim
+    zero = FlowInspector(pairs, FakeFlowModel(gain=0.0))
+    p = zero.compute_panels(0, -1, "bw", "flow")
+    assert p["flow_scale"] == "zero flow" and (p["view"] == 255).all()
+    legend_text = " ".join(t.get_text() for t in zero.render(0, -1, "bw", "flow").axes[-1].texts)
+    assert "zero flow" in legend_text and "1e-06" not in legend_text
+    # a flow as strong as the GT keeps the GT's scale (comparable across pairs)
+    assert FlowInspector(pairs, FakeFlowModel(gain=0.8)).compute_panels(0)["flow_scale"] == "GT max"
+
+
+def test_flow_click_on_a_panel_picks_that_pixel():
+    inspector = FlowInspector(make_pairs(), FakeFlowModel())
+    for level, (x_l, y_l), expected in ((-1, (25, 3), (25, 3)), (1, (4, 9), (round(4 * 31 / 15), round(9 * 23 / 11)))):
+        fig = inspector.render(0, level, "fw", "flow", x=10, y=7)
+        png = figure_png(fig, tight=False)
+        height = png_size(png)[1]
+        for panel in (0, 1, 2):
+            dx, dy = fig.axes[panel].transData.transform((x_l, y_l))
+            hit = figure_point(fig, dx, height - dy)  # browser pixel coordinates: origin top left
+            assert hit[0] == panel and hit[1] == pytest.approx(x_l, abs=0.02) and hit[2] == pytest.approx(y_l, abs=0.02)
+            assert inspector.click_to_pixel(0, level, hit) == expected
+        dx, dy = fig.axes[3].transData.transform((0, 0))  # the cost volume panel is not an image of the pair
+        assert inspector.click_to_pixel(0, level, figure_point(fig, dx, height - dy)) is None
+        assert inspector.click_to_pixel(0, level, figure_point(fig, 1, 1)) is None  # the margin
+
+
+def test_flow_widget_click_sliders_and_pair_size():
+    import ipywidgets
+
+    small, large = make_pairs()
+    large = {k: (F.interpolate(v[None].float(), size=(40, 60))[0] if torch.is_tensor(v) and v.dim() == 3 else v)
+             for k, v in large.items() if k not in ("valid", "occlusion")}
+    inspector = FlowInspector([small, large], FakeFlowModel(with_cost=False))
+    box = inspector.widget()
+    c, live = inspector.controls, inspector.live
+    assert (c["x"].max, c["y"].max, c["x"].value, c["y"].value) == (W - 1, H - 1, W // 2, H // 2)
+    renders = live.renders
+    c["pair_index"].value = 1
+    assert (c["x"].max, c["y"].max, c["x"].value, c["y"].value) == (59, 39, 30, 20)  # the pair's size, centred
+    assert live.renders == renders + 1  # one redraw for the pair change and the re-centred point
+    c["pair_index"].value = 0
+    assert (c["x"].max, c["y"].max, c["x"].value, c["y"].value) == (W - 1, H - 1, W // 2, H // 2)
+    # a click at PNG pixel coordinates (as ipyevents reports dataX/dataY) moves the point, one redraw
+    fig = live.last_figure
+    dx, dy = fig.axes[0].transData.transform((5, 17))
+    before, renders = live.image.value, live.renders
+    inspector.on_image_click({"type": "click", "dataX": dx, "dataY": fig.canvas.get_width_height()[1] - dy})
+    assert (c["x"].value, c["y"].value) == (5, 17) and live.renders == renders + 1 and live.image.value != before
+    inspector.on_image_click({"type": "click", "dataX": 0, "dataY": 0})  # the margin: nothing happens
+    assert (c["x"].value, c["y"].value) == (5, 17) and live.renders == renders + 1
+    # the direction label sits in one row with its buttons
+    row = box.children[0].children[2]
+    assert isinstance(row, ipywidgets.HBox) and row.children[0].value == "direction"
+    assert row.children[1] is c["direction"] and not c["direction"].description
+
+
+def test_segmentation_iou_absent_names_and_stable_size():
+    samples = make_seg_samples()
+    inspector = SegmentationInspector(samples, seg_predict, ["bg", "cat", "dog", "bird"])
+    bird = inspector.compute_panels(0, 3)  # in neither map
+    assert math.isnan(bird["iou"]) and bird["iou_text"] == "IoU n/a: absent in both"
+    assert "IoU n/a: absent in both" in image_axes(inspector.render(0, 3))[1].get_title()
+    assert "nan" not in image_axes(inspector.render(0, 3))[1].get_title()
+    assert inspector.compute_panels(0, 1)["iou_text"] == "IoU 0.50"
+    sizes = {png_size(figure_png(inspector.render(0, c), tight=False)) for c in (-1, 1, 3)}
+    assert len(sizes) == 1  # picking a class does not resize the picture
+    video = SegmentationInspector(samples[1:], seg_predict)
+    assert video.class_name(0, sequence=True) == "background" and video.class_name(2, sequence=True) == "object 2"
+    assert len({png_size(figure_png(video.render(0, c, 2), tight=False)) for c in (-1, 0, 1)}) == 1
+
+
+def test_segmentation_widget_frame_slider_only_for_sequences():
+    samples = make_seg_samples()
+    stills = SegmentationInspector(samples[:1], seg_predict, ["bg", "cat", "dog"])
+    stills.widget()
+    assert "frame" not in stills.controls  # no frame slider on still images
+    mixed = SegmentationInspector(samples, seg_predict)
+    mixed.widget()
+    c = mixed.controls
+    assert c["frame"].layout.visibility == "hidden"  # sample 0 is a still
+    renders = mixed.live.renders
+    c["index"].value = 1
+    assert c["frame"].layout.visibility == "visible" and c["frame"].max == 4 and mixed.live.renders == renders + 1
+    assert [name for name, _ in c["class_id"].options] == ["all", "background", "object 1"]
+    c["class_id"].value = 1
+    c["frame"].value = 3
+    assert mixed.live.renders == renders + 3

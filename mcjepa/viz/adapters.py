@@ -44,6 +44,8 @@ def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
                             FlowOutput.costs_fw[level][0, :, y, x], rows = dy, columns = dx, after the flow head's
                             leaky ReLU. At every level but the coarsest it correlates frame 1 with frame 2 ALREADY
                             WARPED by the upsampled coarser flow, so its offsets are residuals to that flow.
+        cost_volume_bw_fn:  the same for the backward pass (frame 2 against frame 1): the forward cost volumes
+                            of the swapped pair (both directions share the flow head), computed on first use.
     """
     strides = tuple(model.cfg.flow.strides)
 
@@ -59,22 +61,32 @@ def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
         level_sizes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
         flows_fw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_fw, level_sizes)]
         flows_bw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_bw, level_sizes)]
-        costs = [_crop(c, hw).cpu() for c, hw in zip(out.costs_fw, level_sizes)]
+        costs = {"fw": [_crop(c, hw).cpu() for c, hw in zip(out.costs_fw, level_sizes)]}
         flow_fw, flow_bw = _crop(out.flow_fw, size).cpu(), _crop(out.flow_bw, size).cpu()
         side = 2 * model.cfg.flow.radius + 1
 
-        def cost_volume_fn(level: int, y: int, x: int) -> np.ndarray:
-            if not 0 <= level < len(costs):
-                raise ValueError(f"cost_volume_fn: level {level} not in 0..{len(costs) - 1}")
-            height, width = costs[level].shape[-2:]
-            if not (0 <= y < height and 0 <= x < width):
-                raise ValueError(f"cost_volume_fn: ({y}, {x}) outside level {level} of size {(height, width)}")
-            return costs[level][0, :, y, x].reshape(side, side).numpy().astype(np.float32)
+        def direction_costs(direction: str) -> list[torch.Tensor]:
+            if direction not in costs:  # the backward pass's costs = the forward costs of the swapped pair
+                swapped = model.forward_flow(padded2, padded1, return_costs=True)
+                costs[direction] = [_crop(c, hw).cpu() for c, hw in zip(swapped.costs_fw, level_sizes)]
+            return costs[direction]
+
+        def make_cost_fn(direction: str) -> Callable[[int, int, int], np.ndarray]:
+            def cost_volume_fn(level: int, y: int, x: int) -> np.ndarray:
+                levels = direction_costs(direction)
+                if not 0 <= level < len(levels):
+                    raise ValueError(f"cost_volume_fn: level {level} not in 0..{len(levels) - 1}")
+                height, width = levels[level].shape[-2:]
+                if not (0 <= y < height and 0 <= x < width):
+                    raise ValueError(f"cost_volume_fn: ({y}, {x}) outside level {level} of size {(height, width)}")
+                return levels[level][0, :, y, x].reshape(side, side).numpy().astype(np.float32)
+
+            return torch.no_grad()(cost_volume_fn)
 
         return {"flows_fw": flows_fw, "flows_bw": flows_bw, "flow_fw": flow_fw, "flow_bw": flow_bw,
                 "occlusion_fw": forward_backward_occlusion(flow_fw, flow_bw, alpha1, alpha2),
                 "occlusion_bw": forward_backward_occlusion(flow_bw, flow_fw, alpha1, alpha2),
-                "cost_volume_fn": cost_volume_fn}
+                "cost_volume_fn": make_cost_fn("fw"), "cost_volume_bw_fn": make_cost_fn("bw")}
 
     return predict
 

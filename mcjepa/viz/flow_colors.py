@@ -13,7 +13,7 @@ import flow_vis
 import numpy as np
 import torch
 
-__all__ = ["to_numpy", "max_flow_radius", "flow_to_rgb", "flow_color_wheel", "error_map"]
+__all__ = ["to_numpy", "max_flow_radius", "robust_flow_radius", "flow_to_rgb", "flow_color_wheel", "error_map"]
 
 
 def to_numpy(x) -> np.ndarray:
@@ -44,6 +44,17 @@ def max_flow_radius(*flows, eps: float = 1e-6) -> float:
         if mag.size:
             radius = max(radius, float(mag.max()))
     return radius
+
+
+def robust_flow_radius(flow, percentile: float = 99.0) -> float:
+    """The `percentile`-th percentile of the finite |(u, v)| of one flow ((2,H,W) or (B,2,H,W)); 0.0 if none is
+    finite. A colour scale that a few outlier vectors do not wash out."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"robust_flow_radius: percentile must be in (0, 100], got {percentile}")
+    arr, _ = _as_batched_flow(flow)
+    mag = np.sqrt((arr ** 2).sum(axis=1))
+    mag = mag[np.isfinite(mag)]
+    return float(np.percentile(mag, percentile)) if mag.size else 0.0
 
 
 def flow_to_rgb(flow, max_flow: float | None = None) -> np.ndarray:

@@ -92,13 +92,21 @@ def _off(ax) -> None:
     ax.set_yticks([])
 
 
-def add_flow_legend(ax, max_flow: float) -> None:
-    """Draw the flow colour wheel in `ax` (a legend axis), labelled with the shared max radius in pixels."""
+def add_flow_legend(ax, max_flow: float, scale_note: str | None = None) -> None:
+    """Draw the flow colour wheel in `ax` (a legend axis), labelled with the shared max radius in pixels (and
+    `scale_note`, e.g. what that radius is). A radius below ZERO_FLOW px is labelled as zero flow, not as a rim
+    radius (the colours are then all white)."""
     ax.imshow(flow_color_wheel(96))
     ax.set_axis_off()
     ax.set_title("flow colours", fontsize=8)
-    ax.text(0.5, -0.04, f"|f| = {max_flow:.3g} px\nat the rim", transform=ax.transAxes, ha="center", va="top",
-            fontsize=8)
+    if max_flow < ZERO_FLOW:
+        text = f"zero flow\n(|f| < {ZERO_FLOW:g} px)"
+    else:
+        text = f"|f| = {max_flow:.3g} px\nat the rim" + (f"\n({scale_note})" if scale_note else "")
+    ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=8)
+
+
+ZERO_FLOW = 1e-3  # px: a flow whose largest vector is shorter than this is drawn and labelled as zero flow
 
 
 # -- loss curves -------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -21,37 +22,98 @@ from matplotlib.figure import Figure
 
 from mcjepa.data.augment import resize_sparse_flow
 from mcjepa.models.warp import inside_image_mask, resize_flow, warp
-from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, to_numpy
-from mcjepa.viz.plots import IGNORE_COLOR, _class_legend, add_flow_legend, colorize_labels, overlay_mask, to_image
+from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, robust_flow_radius, to_numpy
+from mcjepa.viz.plots import (IGNORE_COLOR, ZERO_FLOW, _class_legend, add_flow_legend, colorize_labels, overlay_mask,
+                              to_image)
 
-__all__ = ["FlowInspector", "SegmentationInspector", "DataTour", "figure_png"]
+__all__ = ["FlowInspector", "SegmentationInspector", "DataTour", "LiveImage", "figure_png", "figure_point"]
 
 
-def figure_png(fig: Figure, dpi: int = 90) -> bytes:
-    """PNG bytes of a Figure (used by the widgets' Output)."""
+def figure_png(fig: Figure, dpi: int = 90, tight: bool = True) -> bytes:
+    """PNG bytes of a Figure. `tight=False` keeps the figure's size (figsize x dpi pixels), so that a widget's
+    picture does not change size between states and PNG pixels map back to data coordinates."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    if tight:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    else:
+        fig.set_dpi(dpi)  # the figure's transforms are then those of the PNG (see figure_point)
+        fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
-def live_image(render, controls: dict):
+def figure_point(fig: Figure, px: float, py: float) -> tuple[int, float, float] | None:
+    """Which axes of `fig` (as last saved with `figure_png(..., tight=False)`) is under the PNG pixel (px, py)
+    (origin top left, as a browser reports it), and the data coordinates there: (axes index, x, y) or None.
+    Only axes showing an image count (panels, not colour bars or legends)."""
+    width, height = fig.canvas.get_width_height()
+    display = (float(px), float(height) - float(py))  # matplotlib's display origin is bottom left
+    for index, ax in enumerate(fig.axes):
+        if not ax.images or not ax.get_visible():
+            continue
+        if ax.get_window_extent().contains(*display):
+            x, y = ax.transData.inverted().transform(display)
+            return index, float(x), float(y)
+    return None
+
+
+class LiveImage:
     """An ipywidgets.Image showing `render(**values of controls)` as PNG, re-rendered on every change.
 
     An Image whose value is replaced, rather than an Output widget capturing display calls: output capture
     needs the frontend (or nbclient) to route messages back, and under papermill that wait never ends.
+    The PNG keeps the figure's size (no tight bounding box), so the picture does not jump between states.
+    `held()` batches several control changes into one render; `last_figure` is the figure shown (for clicks).
     """
-    import ipywidgets as W
 
-    image = W.Image(format="png")
+    def __init__(self, render: Callable[..., Figure], controls: Mapping, dpi: int = 90):
+        import ipywidgets as W
 
-    def update(_change=None) -> None:
-        fig = render(**{name: control.value for name, control in controls.items()})
-        image.value = figure_png(fig)
+        self.render, self.controls, self.dpi = render, dict(controls), dpi
+        self.image = W.Image(format="png")
+        self.last_figure: Figure | None = None
+        self.renders = 0
+        self._holding = False
+        for control in self.controls.values():
+            control.observe(self.update, names="value")
+        self.update()
 
-    for control in controls.values():
-        control.observe(update, names="value")
-    update()
-    return image
+    def state(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def update(self, _change=None) -> None:
+        if self._holding:
+            return
+        fig = self.render(**self.state())
+        self.image.value = figure_png(fig, self.dpi, tight=False)
+        self.last_figure = fig
+        self.renders += 1
+
+    @contextmanager
+    def held(self, render_after: bool = True):
+        """Change several controls with one render at the end (or none: `render_after=False`, when the change
+        that follows renders anyway)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if render_after:
+            self.update()
+
+
+def live_image(render, controls: dict):
+    """The Image widget of a `LiveImage` (kept for callers that want the bare widget)."""
+    return LiveImage(render, controls).image
+
+
+def _click_events(image, handler: Callable[[dict], None]):
+    """Call `handler(event)` on a click on `image` (ipyevents: event["dataX"], ["dataY"] are the PNG's pixel
+    coordinates whatever the displayed size). Returns the ipyevents.Event (keep a reference)."""
+    from ipyevents import Event
+
+    events = Event(source=image, watched_events=["click"], prevent_default_action=True)
+    events.on_dom_event(handler)
+    return events
 
 
 def _off(ax) -> None:
@@ -86,14 +148,20 @@ class FlowInspector:
             "valid", "occlusion" (H, W) bool, "name"}.
         predict_fn: (frame1 (1, 3, H, W), frame2) -> {"flows_fw": [(1, 2, h_l, w_l)] coarse -> fine in level
             pixels, "flows_bw": same, "flow_fw" (1, 2, H, W), "flow_bw", optional "occlusion_fw"/"occlusion_bw"
-            (1, 1, H, W), optional "cost_volume_fn": (level, y, x) -> (2r+1, 2r+1) array (level coordinates)}.
+            (1, 1, H, W), optional "cost_volume_fn": (level, y, x) -> (2r+1, 2r+1) array (level coordinates) of
+            the forward pass, optional "cost_volume_bw_fn": the same for the backward pass}.
             Called once per pair (cached in `self.cache`).
 
     State: pair_index; level (-1 = full resolution, 0..L-1 = pyramid level, coarse -> fine); direction "fw"/"bw";
     view in VIEWS; (x, y) a pixel in full-resolution coordinates (mapped to the level, corner-aligned).
     fw: reference = frame1, target = frame2, warped = warp(frame2, f_fw) ~ frame1; bw swaps the frames.
-    The cost volume is read at the shown level (the finest pyramid level when level = -1).
+    The cost volume is read at the shown level (the finest pyramid level when level = -1), in the shown direction.
+    Flow colours: the ground truth's max radius (fw, when given), unless the shown flow is small against it
+    (99th percentile of |f| < SMALL_FLOW x that radius) or there is no GT: then the shown flow's own 99th
+    percentile, so that a weak model's flow is not drawn white.
     """
+
+    SMALL_FLOW = 0.5
 
     VIEWS = ("flow", "occlusion", "warped image", "photometric error", "EPE error map")
 
@@ -145,13 +213,14 @@ class FlowInspector:
         y_l = int(round(y * (size[0] - 1) / max(full_h - 1, 1)))
         u, v = (float(c) for c in flow[0, :, y_l, x_l])
         gt = pair.get("flow") if direction == "fw" else None
-        max_flow = max_flow_radius(resize_flow(gt[None].float(), size) if gt is not None else flow)
+        max_flow, scale_note = self.flow_scale(flow, resize_flow(gt[None].float(), size) if gt is not None else None)
         out = {"reference": to_image(reference[0]), "target": to_image(target[0]), "warped": to_image(warped[0]),
                "flow": flow[0].numpy(), "point": (x_l, y_l), "target_point": (x_l + u, y_l + v),
-               "max_flow": max_flow, "cost_volume": None, "level_size": size}
+               "max_flow": max_flow, "flow_scale": scale_note, "cost_volume": None, "cost_volume_title": None,
+               "level_size": size}
         level_name = "full res" if level == -1 else f"level {level}"
         if view == "flow":
-            out["view"], out["view_kind"] = flow_to_rgb(flow[0], max_flow=max_flow), "rgb"
+            out["view"], out["view_kind"] = flow_to_rgb(flow[0], max_flow=max(max_flow, ZERO_FLOW)), "rgb"
             out["title"] = f"flow {direction} ({level_name})"
         elif view == "warped image":
             out["view"], out["view_kind"] = out["warped"], "rgb"
@@ -189,21 +258,57 @@ class FlowInspector:
                 epe = np.where(valid.numpy(), epe, np.nan)
                 out["view"], out["view_kind"] = epe, "scalar"
                 out["title"] = f"EPE ({level_name}, mean {float(np.nanmean(epe)):.2f} px)"
-        cost_fn = pred.get("cost_volume_fn")
-        if cost_fn is not None and len(levels) > 0:
+        has_costs = pred.get("cost_volume_fn") is not None or pred.get("cost_volume_bw_fn") is not None
+        if has_costs and len(levels) > 0:
+            cost_fn = pred.get("cost_volume_fn" if direction == "fw" else "cost_volume_bw_fn")
             cv_level = len(levels) - 1 if level == -1 else level
-            cv_size = tuple(levels[cv_level].shape[-2:])
-            cy = int(round(y * (cv_size[0] - 1) / max(full_h - 1, 1)))
-            cx = int(round(x * (cv_size[1] - 1) / max(full_w - 1, 1)))
-            out["cost_volume"] = to_numpy(cost_fn(cv_level, cy, cx)).astype(np.float32)
             out["cost_volume_level"] = cv_level
+            if cost_fn is None:
+                out["cost_volume_title"] = f"no {direction} cost volume"
+            else:
+                cv_size = tuple(levels[cv_level].shape[-2:])
+                cy = int(round(y * (cv_size[0] - 1) / max(full_h - 1, 1)))
+                cx = int(round(x * (cv_size[1] - 1) / max(full_w - 1, 1)))
+                out["cost_volume"] = to_numpy(cost_fn(cv_level, cy, cx)).astype(np.float32)
+                out["cost_volume_title"] = f"cost volume {direction} (level {cv_level})"
         return out
+
+    @classmethod
+    def flow_scale(cls, flow: torch.Tensor, gt: torch.Tensor | None) -> tuple[float, str]:
+        """(radius at the colour wheel's rim, what it is) for the shown flow (1, 2, h, w) and the GT at the same
+        size (or None). Zero flow gives (its max radius < ZERO_FLOW, "zero flow")."""
+        largest = max_flow_radius(flow, eps=0.0)
+        if largest < ZERO_FLOW:
+            return largest, "zero flow"
+        own = max(robust_flow_radius(flow, 99.0), ZERO_FLOW)
+        if gt is not None:
+            gt_radius = max_flow_radius(gt, eps=0.0)
+            if gt_radius >= ZERO_FLOW and own >= cls.SMALL_FLOW * gt_radius:
+                return gt_radius, "GT max"
+            return own, "this flow's 99th pct, GT max " + f"{gt_radius:.3g} px"
+        return own, "this flow's 99th pct"
+
+    def click_to_pixel(self, pair_index: int, level: int, hit: tuple[int, float, float] | None
+                       ) -> tuple[int, int] | None:
+        """Full-resolution (x, y) picked by a click `hit` = `figure_point(...)` on the figure of a state with this
+        pair and level: a click on the reference, the target or the view panel (axes 0-2, drawn in level pixels)
+        picks that pixel; elsewhere (cost volume, legend, margins) None."""
+        if hit is None or hit[0] not in (0, 1, 2):
+            return None
+        _, x_l, y_l = hit
+        pred = self.prediction(pair_index)
+        flow = pred["flow_fw"] if level == -1 else pred["flows_fw"][level]
+        h_l, w_l = flow.shape[-2:]
+        full_h, full_w = self.pairs[pair_index]["frame1"].shape[-2:]
+        x = int(round(np.clip(x_l, 0, w_l - 1) * (full_w - 1) / max(w_l - 1, 1)))
+        y = int(round(np.clip(y_l, 0, h_l - 1) * (full_h - 1) / max(h_l - 1, 1)))
+        return x, y
 
     def render(self, pair_index: int = 0, level: int = -1, direction: str = "fw", view: str = "flow",
                x: int | None = None, y: int | None = None) -> Figure:
         """Figure with panels [reference (pixel marked), target (p + f marked), view, cost volume if any]."""
         p = self.compute_panels(pair_index, level, direction, view, x, y)
-        ncols = 3 + (p["cost_volume"] is not None)
+        ncols = 3 + (p["cost_volume_title"] is not None)
         fig = Figure(figsize=(3.3 * ncols + 0.8, 3.3), layout="constrained")
         axes = fig.subplots(1, ncols + 1, gridspec_kw={"width_ratios": [1.0] * ncols + [0.3]})
         ref_name, tgt_name = ("frame 1", "frame 2") if direction == "fw" else ("frame 2", "frame 1")
@@ -242,12 +347,14 @@ class FlowInspector:
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
             dy, dx = np.unravel_index(int(np.argmax(cv)), cv.shape)
             ax.plot([dx - r], [dy - r], "x", color="r", ms=8)
-            ax.set_title(f"cost volume (level {p['cost_volume_level']})\nargmax offset ({dx - r}, {dy - r})",
-                         fontsize=9)
+            ax.set_title(f"{p['cost_volume_title']}\nargmax offset ({dx - r}, {dy - r})", fontsize=9)
             ax.set_xlabel("dx")
             ax.set_ylabel("dy")
+        elif p["cost_volume_title"] is not None:
+            axes[3].text(0.5, 0.5, p["cost_volume_title"], ha="center", va="center", transform=axes[3].transAxes)
+            axes[3].set_axis_off()
         if kind == "rgb" and view == "flow":
-            add_flow_legend(axes[-1], p["max_flow"])
+            add_flow_legend(axes[-1], p["max_flow"], p["flow_scale"])
         else:
             axes[-1].set_axis_off()
         for ax in axes[:3]:
@@ -255,23 +362,53 @@ class FlowInspector:
         return fig
 
     def widget(self):
+        """Controls + the live picture. The x/y sliders follow the pair's size (centre on a pair change); a click
+        on the reference, target or view panel picks that pixel (ipyevents). Sets `self.controls`, `self.live`
+        (the LiveImage) and `self.on_image_click(event)` (the click handler, callable without a browser)."""
         import ipywidgets as W
 
-        first = self.pairs[0]["frame1"]
-        height, width = first.shape[-2:]
+        height, width = self.pairs[0]["frame1"].shape[-2:]
         levels = self.num_levels(0)
+        narrow = W.Layout(width="260px")
         controls = {
-            "pair_index": W.IntSlider(value=0, min=0, max=len(self.pairs) - 1, description="pair"),
+            "pair_index": W.IntSlider(value=0, min=0, max=len(self.pairs) - 1, description="pair", layout=narrow),
             "level": W.Dropdown(options=[("full res", -1)] + [(f"level {i}", i) for i in range(levels)], value=-1,
-                                description="level"),
-            "direction": W.ToggleButtons(options=["fw", "bw"], value="fw", description="direction"),
-            "view": W.Dropdown(options=list(self.VIEWS), value="flow", description="view"),
-            "x": W.IntSlider(value=width // 2, min=0, max=width - 1, description="x"),
-            "y": W.IntSlider(value=height // 2, min=0, max=height - 1, description="y"),
+                                description="level", layout=W.Layout(width="200px")),
+            "direction": W.ToggleButtons(options=["fw", "bw"], value="fw", style={"button_width": "48px"},
+                                         tooltips=["frame 1 -> frame 2", "frame 2 -> frame 1"]),
+            "view": W.Dropdown(options=list(self.VIEWS), value="flow", description="view",
+                               layout=W.Layout(width="260px")),
+            "x": W.IntSlider(value=width // 2, min=0, max=width - 1, description="x", layout=narrow),
+            "y": W.IntSlider(value=height // 2, min=0, max=height - 1, description="y", layout=narrow),
         }
-        output = live_image(self.render, controls)
-        return W.VBox([W.HBox([controls["pair_index"], controls["level"], controls["direction"]]),
-                       W.HBox([controls["view"], controls["x"], controls["y"]]), output])
+        live: dict = {}
+
+        def on_pair(change) -> None:  # registered before the LiveImage's observer, which then renders once
+            h, w = self.pairs[change["new"]]["frame1"].shape[-2:]
+            with live["image"].held(render_after=False):
+                controls["x"].max, controls["y"].max = w - 1, h - 1
+                controls["x"].value, controls["y"].value = w // 2, h // 2
+
+        controls["pair_index"].observe(on_pair, names="value")
+        live["image"] = self.live = LiveImage(self.render, controls)
+
+        def on_image_click(event: Mapping) -> None:
+            if event.get("type", "click") != "click" or self.live.last_figure is None:
+                return
+            state = self.live.state()
+            hit = figure_point(self.live.last_figure, event["dataX"], event["dataY"])
+            picked = self.click_to_pixel(state["pair_index"], state["level"], hit)
+            if picked is not None and picked != (state["x"], state["y"]):
+                with self.live.held():
+                    controls["x"].value, controls["y"].value = picked
+
+        self.controls, self.on_image_click = controls, on_image_click
+        self._click_events = _click_events(self.live.image, on_image_click)
+        direction = W.HBox([W.Label("direction", layout=W.Layout(width="auto", margin="0 4px 0 8px")),
+                            controls["direction"]], layout=W.Layout(align_items="center"))
+        hint = W.HTML("<small>click a pixel of the first three panels to pick it</small>")
+        return W.VBox([W.HBox([controls["pair_index"], controls["level"], direction]),
+                       W.HBox([controls["view"], controls["x"], controls["y"]]), hint, self.live.image])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -287,7 +424,8 @@ class SegmentationInspector:
             {"frames" (T, 3, H, W), "masks" (T, H, W)}.
         predict_fn: sample dict -> int labels (H, W) (or (1, H, W)) for images, (T, H, W) for sequences;
             cached per index.
-        class_names: names per class id; None = "class k" (or "object k" for sequences).
+        class_names: names per class id; None = "class k" (or "object k" for sequences); id 0 of a sequence is
+            "background" (DAVIS masks: 0 = background, k >= 1 = object k).
     State: index, class_id (-1 = all classes; else that class is highlighted on the image, others hidden, and
     its IoU shown), frame (sequences only; clipped to T - 1).
     """
@@ -315,11 +453,14 @@ class SegmentationInspector:
     def class_name(self, class_id: int, sequence: bool = False) -> str:
         if self.class_names is not None and 0 <= class_id < len(self.class_names):
             return self.class_names[class_id]
+        if sequence and class_id == 0:
+            return "background"
         return f"{'object' if sequence else 'class'} {class_id}"
 
     def compute_panels(self, index: int = 0, class_id: int = -1, frame: int = 0) -> dict:
         """{"image" (H, W, 3), "pred" (H, W) int, "gt" (H, W) int or None, "pred_highlight"/"gt_highlight"
-        (H, W) bool or None, "iou" float or None, "frame" int, "title" str}."""
+        (H, W) bool or None, "iou" float or None (nan when the class is in neither map), "iou_text" ("IoU 0.50",
+        "IoU n/a: absent in both" or None without a class or GT), "frame" int, "title" str}."""
         sample = self.samples[index]
         pred = self.prediction(index)
         if "frames" in sample:
@@ -333,7 +474,8 @@ class SegmentationInspector:
             image = sample["image"]
             gt = to_numpy(sample["label"]).astype(np.int64) if sample.get("label") is not None else None
         out = {"image": to_image(image), "pred": pred, "gt": gt, "frame": frame, "pred_highlight": None,
-               "gt_highlight": None, "iou": None, "title": str(sample.get("name", f"sample {index}"))}
+               "gt_highlight": None, "iou": None, "iou_text": None,
+               "title": str(sample.get("name", f"sample {index}"))}
         if class_id >= 0:
             out["pred_highlight"] = pred == class_id
             if gt is not None:
@@ -343,6 +485,7 @@ class SegmentationInspector:
                 inter = (out["pred_highlight"] & gt_mask & keep).sum()
                 out["gt_highlight"] = gt_mask
                 out["iou"] = float(inter / union) if union > 0 else float("nan")
+                out["iou_text"] = f"IoU {out['iou']:.2f}" if union > 0 else "IoU n/a: absent in both"
         return out
 
     def render(self, index: int = 0, class_id: int = -1, frame: int = 0) -> Figure:
@@ -364,23 +507,26 @@ class SegmentationInspector:
                 img[mask] = 0.4 * p["image"][mask] + 0.6 * highlight
                 return img
 
-            iou = f", IoU {p['iou']:.2f}" if p["iou"] is not None else ""
+            iou = f", {p['iou_text']}" if p["iou_text"] is not None else ""
             panels.append((f"prediction: {name}{iou}", spotlight(p["pred_highlight"])))
             if p["gt"] is not None:
                 gt_img = spotlight(p["gt_highlight"])
                 gt_img[p["gt"] == self.ignore_index] = IGNORE_COLOR / 255.0
                 panels.append((f"ground truth: {name}", gt_img))
-        fig = Figure(figsize=(3.2 * len(panels) + 1.4 * (class_id < 0 and not sequence), 3.3), layout="constrained")
+        # the same size with or without a picked class (the picture must not jump): stills keep a legend column
+        fig = Figure(figsize=(3.2 * len(panels) + 1.4 * (not sequence), 3.3), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (title, arr) in zip(axes, panels):
             ax.imshow(arr, interpolation="nearest")
             ax.set_title(title, fontsize=9)
             _off(ax)
-        if class_id < 0 and not sequence:
+        if not sequence and class_id < 0:
             present = set(np.unique(p["pred"]).tolist()) | (set(np.unique(p["gt"]).tolist()) if p["gt"] is not None else set())
             show_ignore = self.ignore_index in present
             present.discard(self.ignore_index)
             _class_legend(fig, axes[-1], sorted(present), self.class_names, show_ignore)
+        elif not sequence:
+            _highlight_legend(axes[-1], self.class_name(class_id))
         fig.suptitle(p["title"], fontsize=10)
         return fig
 
@@ -398,22 +544,43 @@ class SegmentationInspector:
         return [("all", -1)] + [(self.class_name(c, sequence), c) for c in ids]
 
     def widget(self):
+        """Controls + the live picture; the frame slider exists only when some sample is a sequence, and is
+        hidden (space kept) on still samples. Sets `self.controls` and `self.live`."""
         import ipywidgets as W
 
-        longest = max((s["frames"].shape[0] for s in self.samples if "frames" in s), default=1)
+        lengths = [s["frames"].shape[0] if "frames" in s else 1 for s in self.samples]
         controls = {
             "index": W.IntSlider(value=0, min=0, max=len(self.samples) - 1, description="sample"),
-            "class_id": W.Dropdown(options=self.class_options(0), value=-1, description="class"),
-            "frame": W.IntSlider(value=0, min=0, max=longest - 1, description="frame", disabled=longest == 1),
+            "class_id": W.Dropdown(options=self.class_options(0), value=-1, description="class",
+                                   layout=W.Layout(width="240px")),
         }
-        if self.class_names is None:  # the ids present depend on the sample
-            def on_index(change):
-                controls["class_id"].options = self.class_options(change["new"])
-                controls["class_id"].value = -1
+        if max(lengths) > 1:
+            controls["frame"] = W.IntSlider(value=0, min=0, max=max(lengths[0] - 1, 1), description="frame",
+                                            layout=W.Layout(visibility="visible" if lengths[0] > 1 else "hidden"))
+        live: dict = {}
 
-            controls["index"].observe(on_index, names="value")
-        output = live_image(self.render, controls)
-        return W.VBox([W.HBox(list(controls.values())), output])
+        def on_index(change) -> None:  # before the LiveImage's observer, which then renders once
+            with live["image"].held(render_after=False):
+                if self.class_names is None:  # the ids present depend on the sample
+                    controls["class_id"].options = self.class_options(change["new"])
+                    controls["class_id"].value = -1
+                if "frame" in controls:
+                    length = lengths[change["new"]]
+                    controls["frame"].max = max(length - 1, 1)
+                    controls["frame"].layout.visibility = "visible" if length > 1 else "hidden"
+
+        controls["index"].observe(on_index, names="value")
+        live["image"] = self.live = LiveImage(self.render, controls)
+        self.controls = controls
+        return W.VBox([W.HBox(list(controls.values())), self.live.image])
+
+
+def _highlight_legend(ax, name: str) -> None:
+    """The legend of a picked class (the colour `SegmentationInspector.render` highlights it with)."""
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor=(1.0, 40 / 255, 40 / 255), edgecolor="k", linewidth=0.3, label=name)],
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -502,10 +669,11 @@ class DataTour:
         dataset = W.Dropdown(options=names, value=names[0], description="dataset")
         index = W.IntSlider(value=0, min=0, max=max(len(self.datasets[names[0]]) - 1, 0), description="index")
 
-        def on_dataset(change):
-            index.value = 0
-            index.max = max(len(self.datasets[change["new"]]) - 1, 0)
+        def on_dataset(change):  # before the LiveImage's observer, which then renders once
+            with self.live.held(render_after=False):
+                index.value = 0
+                index.max = max(len(self.datasets[change["new"]]) - 1, 0)
 
         dataset.observe(on_dataset, names="value")
-        output = live_image(self.render, {"dataset": dataset, "index": index})
-        return W.VBox([W.HBox([dataset, index]), output])
+        self.live = LiveImage(self.render, {"dataset": dataset, "index": index})
+        return W.VBox([W.HBox([dataset, index]), self.live.image])
