@@ -53,7 +53,7 @@ def test_sanitizer_file_parses_and_replaces_paths_and_timings():
     config.read(project_root() / "notebooks" / "nbval_sanitize.cfg")
     rules = [(config[s]["regex"], config[s]["replace"]) for s in config.sections()]
     assert len(rules) >= 3
-    text = "saved to /tmp/ci/repo/build/notebook_smoke/figures/x.json in 12.5 s, 01:23 left; 7.7 px, 4.6%"
+    text = "saved to /home/ci/repo/build/notebook_smoke/figures/x.json in 12.5 s, 01:23 left; 7.7 px, 4.6%"
     for regex, replace in rules:
         text = re.sub(regex, replace, text)
     assert text == "saved to SMOKE_DIR/figures/x.json in TIME, TIME left; 7.7 px, 4.6%"
