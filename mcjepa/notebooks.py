@@ -117,10 +117,9 @@ def profile_runs(profile: str = "tiny") -> list[Config]:
     if profile != "tiny":
         raise ValueError(f"runs are trained ahead for the tiny profile only, got {profile!r}")
     configs = [run_config("tiny", method, {}, seed=0) for method in ("m-jepa", "vicreg", "mc-jepa")]
-    ablation = {"04_ablation_cycle": "cycle", "05_ablation_flow_start": "flow_start",
-                "06_ablation_balance": "balance", "07_ablation_vc": "vc"}
     for name, (_, values) in SWEEPS.items():
-        configs += [point_config(ablation[name], value, "tiny", **SWEEP_SCHEDULE) for value in values]
+        ablation = name.split("_ablation_", 1)[1]  # "04_ablation_cycle" -> "cycle" (mcjepa.ablations.ABLATIONS)
+        configs += [point_config(ablation, value, "tiny", **SWEEP_SCHEDULE) for value in values]
     return configs
 
 

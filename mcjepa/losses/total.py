@@ -45,11 +45,10 @@ def coarse_reconstruction(out: FlowOutput, frame1: torch.Tensor, frame2: torch.T
     (B, 2, h_l, w_l) is upsampled by the finest level's stride ratio, as the finest flow is to the image, and
     compared with the frames area-downsampled to that size. w_l = `cfg.rec_coarse_weights`, coarse to fine."""
     total = frame1.new_zeros(())
-    finest = out.flows_fw[-1].shape[-1]
+    factor = frame1.shape[-1] // out.flows_fw[-1].shape[-1]  # the finest level's stride
     for weight, flow_fw, flow_bw in zip(cfg.rec_coarse_weights, out.flows_fw[:-1], out.flows_bw[:-1]):
         if not weight:
             continue
-        factor = frame1.shape[-1] // finest
         size = (flow_fw.shape[-2] * factor, flow_fw.shape[-1] * factor)
         images = [F.interpolate(f, size=size, mode="area") for f in (frame1, frame2)]
         loss, _ = reconstruction_both_ways(*images, resize_flow(flow_fw, size), resize_flow(flow_bw, size), cfg,
