@@ -125,6 +125,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 1000
     max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
+    min_feature_std: float = 0.0  # collapse guard: stop when a level's feature std falls below it once the flow
+    # losses are on (0 = off); see TrainingDiverged
 
 
 @dataclass
@@ -332,6 +334,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.log_every": (lambda v: v >= 1, ">= 1"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
+    "train.min_feature_std": (lambda v: v >= 0, ">= 0"),
 }
 _NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness", "smooth_alpha",
                       "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1", "occlusion_alpha2",
@@ -392,6 +395,27 @@ def validate(cfg: Config) -> None:
 
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# Knobs added after runs were cached, with the value that reproduces the behaviour from before the knob existed.
+# While a knob holds that value it is left out of the run's identity (`identity`), so adding a knob to the config
+# does not orphan every cached run (a run's folder is named by the hash of its identity).
+HASH_NEUTRAL: dict[str, Any] = {
+    "train.min_feature_std": 0.0,
+}
+
+
+def identity(cfg: Config) -> dict:
+    """`to_dict(cfg)` less the `HASH_NEUTRAL` knobs that hold their neutral value: what a run's hash covers."""
+    data = to_dict(cfg)
+    for key, neutral in HASH_NEUTRAL.items():
+        *path, leaf = key.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        if node[leaf] == neutral:
+            del node[leaf]
+    return data
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import Config, apply_overrides, preset, to_dict
+from .config import Config, apply_overrides, identity, preset
 from .utils import atomic_write
 
 SCALES = ("tiny", "paper")
@@ -79,7 +79,9 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
 
 
 def config_hash(cfg: Config) -> str:
-    text = json.dumps(to_dict(cfg), sort_keys=True)
+    """10 hex digits naming a run: the hash of `config.identity(cfg)` (the config less knobs at hash-neutral
+    values, so that adding a knob keeps every cached run)."""
+    text = json.dumps(identity(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

@@ -155,3 +155,19 @@ def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
         assert not experiments.is_finished(tmp_path, cfg)
     (tmp_path / "done.json").write_text(f'{{"steps": {cfg.total_steps}}}')
     assert experiments.is_finished(tmp_path, cfg)
+
+
+def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
+    from mcjepa.config import HASH_NEUTRAL, identity, tiny
+    from mcjepa.experiments import config_hash
+
+    base = tiny()
+    assert HASH_NEUTRAL, "the table is exercised below"
+    for key, neutral in HASH_NEUTRAL.items():
+        section, name = key.split(".")
+        assert getattr(getattr(base, section), name) == neutral  # the default reproduces the old behaviour
+        assert name not in identity(base)[section]
+        changed = apply_overrides(tiny(), {key: 0.5})
+        assert identity(changed)[section][name] == 0.5 and config_hash(changed) != config_hash(base)
+    other = apply_overrides(tiny(), {"loss.cycle": 0.2})
+    assert config_hash(other) != config_hash(base)

@@ -83,6 +83,19 @@ def test_exploding_features_stop_the_run(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_collapsing_features_stop_the_run_and_a_healthy_run_passes(tmp_path):
+    floor = 1e-3  # the floor of the instability setting (mcjepa.ablations.INSTABILITY)
+    healthy = train(micro_config("m-jepa", **{"train.min_feature_std": floor}), tmp_path / "ok", progress=False)
+    lowest = min(v for r in read_metrics(tmp_path / "ok") for k, v in r.items() if k.startswith("feat_std/"))
+    assert healthy.steps == 6 and lowest > floor
+    # a floor above every logged std is a collapse at the first step: the message names the level and its std
+    cfg = micro_config("m-jepa", **{"train.min_feature_std": 10 * lowest + 1.0})
+    with pytest.raises(TrainingDiverged, match=r"step 0: feature std of flow level \d is .* below "
+                                               r"train.min_feature_std=.*collapsing"):
+        train(cfg, tmp_path / "collapsed", progress=False)
+    assert not (tmp_path / "collapsed" / "checkpoint.pt").exists()
+
+
 def test_schedule_of_streams():
     cfg = micro_config("mc-jepa", **{"train.flow_start_epoch": 0.5})
     assert [streams_for_step(cfg, s) for s in (0, 2, 3, 5)] == [(False, True), (False, True), (True, True),

@@ -30,7 +30,8 @@ from .schedule import build_optimizer
 
 
 class TrainingDiverged(RuntimeError):
-    """Raised when a loss term is NaN/Inf or the features blow up; the last good checkpoint is kept."""
+    """Raised when a loss term is NaN/Inf, the features blow up (`train.max_feature_norm`) or collapse
+    (`train.min_feature_std`); the last good checkpoint is kept."""
 
     def __init__(self, step: int, message: str):
         super().__init__(f"step {step}: {message}")
@@ -124,6 +125,13 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, cfg: Config) -> Non
     if norm is not None and norm.item() > cfg.train.max_feature_norm:
         raise TrainingDiverged(step, f"mean feature norm {norm.item():.3g} exceeds train.max_feature_norm="
                                      f"{cfg.train.max_feature_norm}: the features are exploding; training stopped")
+    floor = cfg.train.min_feature_std
+    stds = {k: v.item() for k, v in terms.items() if k.startswith("feat_std/")}
+    if floor > 0 and stds and min(stds.values()) < floor:
+        level, value = min(stds.items(), key=lambda item: item[1])
+        raise TrainingDiverged(step, f"feature std of flow level {level.split('/')[1]} is {value:.3g}, below "
+                                     f"train.min_feature_std={floor}: the features are collapsing to a constant; "
+                                     f"training stopped, the last good checkpoint is kept")
 
 
 def flow_enabled(cfg: Config, step: int) -> bool:
