@@ -1,7 +1,7 @@
 """The MC-JEPA ablations (paper Fig. 5 and the VC-regulariser table) as sweep points, collected into figures.
 
 One point = one MC-JEPA training run with one knob changed, evaluated, summarised and stored as
-`figures_dir/ablations/<ablation>/<value>.json` (`point_path`):
+`figures_dir/ablations/<ablation>/<value>_seed<seed>.json` (`point_path`):
 
     ablation     config key               what the paper reports
     flow_start   train.flow_start_epoch   Fig. 5-1: epoch at which the flow losses switch on (SSL only before)
@@ -10,15 +10,19 @@ One point = one MC-JEPA training run with one knob changed, evaluated, summarise
     vc           loss.vc                  variance-covariance regulariser on every level; 0 = off (unstable)
 
 A point file holds the settings (ablation, key, value, scale, epochs, steps_per_epoch, seed), `config_hash`
-(the run's full config), `recipe_hash` (the config with the ablated knob at the preset value: points of one
-sweep share it, and it equals the hash of the base MC-JEPA run), `run_dir`, `eval_datasets`, the headline
+(the run's full config), `recipe_hash` (the config with the ablated knob at the preset value and seed 0: the
+points of one sweep share it over values and seeds, and it equals the hash of the seed-0 base MC-JEPA run),
+`run_dir`, `eval_datasets`, the headline
 numbers `epe` (px; held-out embedded pairs at tiny scale, KITTI 2015 at paper scale), `fl` (%), `miou` (linear
 probe, FRACTION), `jf` (DAVIS-style J&F, FRACTION, only with davis=True), the full `flow` / `segmentation` / `davis` result dicts, and the training
 stability summary (`stability_summary`): per flow level (0 = coarsest) the final and minimum feature std
 (mean over channels of the per-channel std over positions: the collapse signal), `diverged` with
 `diverged_step` / `diverged_message` when training stopped on a NaN or exploding features
 (`TrainingDiverged`), and `evaluated_step` (the checkpoint that was evaluated: the last good one of a
-diverged run, None if it diverged before any checkpoint).
+diverged run, None if it diverged before any checkpoint), and `feat_std_series` ({level: [[step, std], ...]}:
+the curves of the stability figures, so that they need the point file only).
+
+`by_value` reduces the seeds of each value to mean, std and n (what Fig. 5 and mcjepa.claims use).
 
 Points are cached: `run_point` returns the stored point when its config hash and tasks match (the training
 run itself is cached by `ensure_run`), so re-running a sweep only does new work.
@@ -34,12 +38,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from .config import Config, apply_overrides
-from .experiments import check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir, save_json
+from .experiments import (check_integer, check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir,
+                          save_json)
+from .eval.compare import eval_roots
 from .eval.suite import evaluate_run
 from .eval.tables import PAPER_ABLATIONS
+from .train.checkpoint import read_checkpoint
 from .train.metrics_log import read_metrics
 from .train.trainer import TrainingDiverged
 
@@ -48,11 +54,18 @@ LABELS = {"flow_start": "flow start epoch", "cycle": "cycle-consistency coeffici
           "balance": "balance coefficient $\\lambda$", "vc": "VC-regulariser coefficient"}
 XSCALES = {"flow_start": "linear", "cycle": "symlog", "balance": "symlog", "vc": "symlog"}
 FIG5_PANELS = ("flow_start", "cycle", "balance")  # the order of the paper's Fig. 5 (5-1, 5-2, 5-3)
-POINT_FORMAT = 1
+POINT_FORMAT = 2  # 2: seed in the file name, seed-free recipe hash, feat_std_series
 EVAL_DATASETS = {  # evaluation data of the points: the paper's ablations report KITTI-15 EPE, VOC mIoU, DAVIS J&F
     "tiny": {"flow": "embedded", "segmentation": "embedded", "davis": "embedded"},
     "paper": {"flow": "kitti2015", "segmentation": "pascal_voc", "davis": "davis2017"},
 }
+
+# The instability setting of claim (iii): the tiny recipe with the paper's weights of the feature losses
+# (regression and cycle 1.0 instead of the tiny preset's 0.1) and the collapse guard on. Measured (seed 0, no
+# guard): without VC the std of the two coarse levels falls from ~0.7 to 0.03-0.05 within 150 steps and stays
+# there; the healthy runs' lowest per-level std is >= 0.38 (README, "The paper's claims"). The guard's floor,
+# 0.05, sits between the two.
+INSTABILITY = {"loss.regression": 1.0, "loss.cycle": 1.0, "train.min_feature_std": 0.05}
 
 # What the paper says about each ablation (docs/method.md) (no more: it does not give the Fig. 5 curves' values).
 PAPER_TRENDS = {
@@ -93,34 +106,44 @@ def check_value(ablation: str, value: Any, epochs: int) -> float:
     return value
 
 
-def point_name(value: float) -> str:
-    """File stem of a point: the shortest exact float text (0.1 -> '0.1', 1 -> '1.0', 1e-05 -> '1e-05')."""
-    return repr(float(value))
+def point_name(value: float, seed: int = 0, overrides: Mapping[str, Any] | None = None) -> str:
+    """File stem of a point: the shortest exact float text, the seed and any extra overrides (0.1 ->
+    '0.1_seed0', 1e-05 -> '1e-05_seed0', with {"train.min_feature_std": 0.05} -> '0.0_seed0_min_feature_std=0.05')."""
+    extra = "".join(f"_{key.rsplit('.', 1)[-1]}={value!r}" for key, value in sorted((overrides or {}).items()))
+    return f"{float(value)!r}_seed{check_integer('seed', seed)}{extra}"
 
 
-def point_path(ablation: str, value: float, figures_dir: str | Path | None = None) -> Path:
-    return resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation) / f"{point_name(value)}.json"
+def point_path(ablation: str, value: float, seed: int = 0, figures_dir: str | Path | None = None,
+               overrides: Mapping[str, Any] | None = None) -> Path:
+    folder = resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation)
+    return folder / f"{point_name(value, seed, overrides)}.json"
 
 
 def base_config(scale: str = "tiny", epochs: int | None = None, steps_per_epoch: int | None = None,
-                seed: int | None = 0, data_roots: Mapping[str, str] | None = None) -> Config:
-    """The MC-JEPA config every point of a sweep starts from (the one of notebook 03_train_mc_jepa)."""
-    return run_config(scale, "mc-jepa", {}, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
+                seed: int | None = 0, data_roots: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """The MC-JEPA config every point of a sweep starts from (the one of notebook 03_train_mc_jepa), with any
+    extra `overrides` (e.g. the collapse guard of the instability setting, `INSTABILITY`)."""
+    return run_config(scale, "mc-jepa", overrides, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
                       data_roots=data_roots)
 
 
 def recipe_hash(scale: str = "tiny", epochs: int | None = None, steps_per_epoch: int | None = None,
-                seed: int | None = 0, data_roots: Mapping[str, str] | None = None) -> str:
-    """Hash of `base_config`: the `recipe_hash` of every point of sweeps run with these settings."""
-    return config_hash(base_config(scale, epochs, steps_per_epoch, seed, data_roots))
+                data_roots: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> str:
+    """Hash of the seed-0 `base_config`: the `recipe_hash` of every point (any value, any seed) of sweeps run
+    with these settings."""
+    return config_hash(base_config(scale, epochs, steps_per_epoch, 0, data_roots, overrides))
 
 
 def point_config(ablation: str, value: float, scale: str = "tiny", epochs: int | None = None,
                  steps_per_epoch: int | None = None, seed: int | None = 0,
-                 data_roots: Mapping[str, str] | None = None) -> Config:
-    """`base_config` with the ablated key set to `value` (validated)."""
-    cfg = base_config(scale, epochs, steps_per_epoch, seed, data_roots)
-    value = check_value(check_ablation(ablation), value, cfg.train.epochs)
+                 data_roots: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """`base_config` with the ablated key set to `value` (validated); ValueError if `overrides` sets it too."""
+    if ABLATIONS[check_ablation(ablation)] in (overrides or {}):
+        raise ValueError(f"overrides set {ABLATIONS[ablation]}, the key of the {ablation!r} ablation: pass it as "
+                         f"the point's value")
+    cfg = base_config(scale, epochs, steps_per_epoch, seed, data_roots, overrides)
+    value = check_value(ablation, value, cfg.train.epochs)
     return apply_overrides(cfg, {ABLATIONS[ablation]: value})
 
 
@@ -164,9 +187,17 @@ def stability_summary(rows: Sequence[Mapping]) -> dict:
             "last_logged_step": rows[-1].get("step") if rows else None}
 
 
-def _checkpoint_step(folder: Path) -> int | None:
-    from .train.checkpoint import read_checkpoint
+def feature_std_series(rows: Sequence[Mapping]) -> dict[str, list[list[float]]]:
+    """{level: [[step, feature std], ...]} from metrics rows (one row per step, finite values only)."""
+    series: dict[str, list[list[float]]] = {}
+    for row in _dedupe_by_step(rows):
+        for key, value in row.items():
+            if key.startswith("feat_std/") and _finite(value):
+                series.setdefault(key.split("/", 1)[1], []).append([float(row.get("step", 0)), float(value)])
+    return dict(sorted(series.items()))
 
+
+def _checkpoint_step(folder: Path) -> int | None:
     path = folder / "checkpoint.pt"
     return int(read_checkpoint(path)["step"]) if path.is_file() else None
 
@@ -188,7 +219,8 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
               steps_per_epoch: int | None = None, seed: int = 0, runs_dir: str | Path | None = None,
               figures_dir: str | Path | None = None, data_roots: Mapping[str, str] | None = None,
               progress: bool = True, davis: bool = False, force: bool = False,
-              eval_every: int | None = None, eval_datasets: Mapping[str, str] | None = None) -> dict:
+              eval_every: int | None = None, eval_datasets: Mapping[str, str] | None = None,
+              overrides: Mapping[str, Any] | None = None) -> dict:
     """Train (or reuse) the MC-JEPA run of one sweep point, evaluate it, and store the point (module docstring).
 
     Tasks: flow EPE + linear-probe segmentation (+ DAVIS-style J&F with `davis=True`) on `eval_datasets`
@@ -196,14 +228,15 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
     tiny scale, KITTI 2015 / Pascal VOC / DAVIS 2017 at paper scale, as the paper's ablations; roots from
     `data_roots`). A run that diverges is recorded (diverged, step, message), not raised; its last good
     checkpoint, if any, is evaluated. `force=True` re-evaluates even when a matching point is stored.
+    `overrides` ({dotted key: value}) change other settings of the recipe: such points form a recipe of their
+    own (their recipe hash includes them) and their file names carry them.
     """
-    from .eval.compare import eval_roots
-
-    cfg = point_config(ablation, value, scale, epochs, steps_per_epoch, seed, data_roots)
+    overrides = dict(overrides or {})
+    cfg = point_config(ablation, value, scale, epochs, steps_per_epoch, seed, data_roots, overrides)
     value = float(value)
     tasks = ("flow", "segmentation") + (("davis",) if davis else ())
     datasets = {**EVAL_DATASETS[scale], **dict(eval_datasets or {})}
-    path = point_path(ablation, value, figures_dir)
+    path = point_path(ablation, value, cfg.train.seed, figures_dir, overrides)
     cfg_hash = config_hash(cfg)
     cached = None if force else _cached_point(path, cfg_hash, tasks, datasets)
     if cached is not None:
@@ -228,14 +261,14 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
         "format": POINT_FORMAT, "ablation": ablation, "key": ABLATIONS[ablation], "value": value,
         "scale": scale, "epochs": cfg.train.epochs, "steps_per_epoch": cfg.train.steps_per_epoch,
         "seed": cfg.train.seed, "config_hash": cfg_hash,
-        "recipe_hash": recipe_hash(scale, epochs, steps_per_epoch, seed, data_roots),
+        "recipe_hash": recipe_hash(scale, epochs, steps_per_epoch, data_roots, overrides), "overrides": overrides,
         "run_dir": str(folder), "tasks": list(tasks), "eval_datasets": datasets,
         "epe": flow.get("epe"), "fl": flow.get("fl"), "miou": seg.get("miou"), "jf": dav.get("JF_mean"),
         "flow": flow, "segmentation": seg, "davis": dav,
         "diverged": divergence is not None, "diverged_step": divergence_step,
         "diverged_message": divergence, "evaluated_step": evaluated_step,
         "flow_levels_strides": list(cfg.model.flow.strides),
-        **stability_summary(rows),
+        **stability_summary(rows), "feat_std_series": feature_std_series(rows),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     save_json(point, path)
@@ -243,7 +276,8 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
 
 
 def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> list[dict]:
-    """Every stored point of `ablation`, sorted by value; with `recipe`, only points of that recipe hash."""
+    """Every stored point of `ablation`, sorted by value then seed; with `recipe`, only points of that recipe
+    hash (and of the current point format)."""
     folder = resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation)
     points = []
     for path in sorted(folder.glob("*.json")):
@@ -253,14 +287,48 @@ def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | 
             raise ValueError(f"ablation point {path} is not valid JSON ({err}); delete it and re-run the point") from err
         if not isinstance(point, dict) or "value" not in point:
             raise ValueError(f"ablation point {path} has no 'value': not a point file")
-        if recipe is None or point.get("recipe_hash") == recipe:
+        if recipe is None or (point.get("recipe_hash") == recipe and point.get("format") == POINT_FORMAT):
             points.append(point)
-    return sorted(points, key=lambda p: float(p["value"]))
+    return sorted(points, key=lambda p: (float(p["value"]), p.get("seed", 0)))
+
+
+METRICS = ("epe", "fl", "miou", "jf", "feat_std_min_all")
+
+
+def summarize(values: Sequence[float | None]) -> dict:
+    """{"mean", "std" (sample std, ddof 1; None for n < 2), "n", "values"} of the finite values; mean None if
+    there are none."""
+    finite = [float(v) for v in values if _finite(v)]
+    n = len(finite)
+    return {"mean": float(np.mean(finite)) if n else None, "std": float(np.std(finite, ddof=1)) if n > 1 else None,
+            "n": n, "values": finite}
+
+
+def by_value(points: Sequence[Mapping]) -> list[dict]:
+    """The seeds of each value reduced: [{"value", "seeds", "diverged" (count), "epe": summarize(...), "fl",
+    "miou", "jf", "feat_std_min_all"}, ...] sorted by value."""
+    groups: dict[float, list[Mapping]] = {}
+    for p in points:
+        groups.setdefault(float(p["value"]), []).append(p)
+    return [{"value": value, "seeds": [p.get("seed", 0) for p in group],
+             "diverged": sum(bool(p.get("diverged")) for p in group),
+             **{key: summarize([p.get(key) for p in group]) for key in METRICS}}
+            for value, group in sorted(groups.items())]
 
 
 # ------------------------------------------------------------------------------------------- tables
 def _num(value, factor: float = 1.0, digits: int = 2) -> str:
     return f"{value * factor:.{digits}f}" if _finite(value) else "-"
+
+
+def mean_std_text(summary: Mapping, factor: float = 1.0, digits: int = 2) -> str:
+    """'1.23 ± 0.04 (n=3)' from a `summarize` dict; '1.23 (n=1)' without a spread; '-' without values."""
+    if not summary.get("n"):
+        return "-"
+    text = _num(summary["mean"], factor, digits)
+    if summary.get("std") is not None:
+        text += f" ± {_num(summary['std'], factor, digits)}"
+    return f"{text} (n={summary['n']})"
 
 
 def _stability_text(point: Mapping) -> str:
@@ -271,268 +339,92 @@ def _stability_text(point: Mapping) -> str:
 
 
 def points_markdown(points: Sequence[Mapping]) -> str:
-    """A Markdown table of points: value, EPE, Fl, mIoU (%), J&F (%), min feature std, diverged, run."""
-    lines = ["| value | flow EPE (px) | Fl (%) | mIoU (%) | J&F (%) | min feature std | diverged | run |",
-             "|---|---|---|---|---|---|---|---|"]
+    """A Markdown table of points: value, seed, EPE, Fl, mIoU (%), J&F (%), min feature std, diverged, run."""
+    lines = ["| value | seed | flow EPE (px) | Fl (%) | mIoU (%) | J&F (%) | min feature std | diverged | run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {p['value']:g} | {_num(p.get('epe'))} | {_num(p.get('fl'), digits=1)} | "
+        lines.append(f"| {p['value']:g} | {p.get('seed', 0)} | {_num(p.get('epe'))} | {_num(p.get('fl'), digits=1)} | "
                      f"{_num(p.get('miou'), 100, 1)} | {_num(p.get('jf'), 100, 1)} | "
                      f"{_num(p.get('feat_std_min_all'), digits=3)} | {_stability_text(p)} | "
                      f"{Path(str(p.get('run_dir', ''))).name} |")
     if not points:
-        lines.append("| (no points yet) | | | | | | | |")
+        lines.append("| (no points yet) | | | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(points: Sequence[Mapping]) -> str:
+    """A Markdown table of a sweep, one row per value: mean ± std over seeds (n) of EPE, mIoU, J&F and the
+    minimum feature std, and how many of the seeds diverged."""
+    lines = ["| value | flow EPE (px) | mIoU (%) | J&F (%) | min feature std | diverged |", "|---|---|---|---|---|---|"]
+    for row in by_value(points):
+        lines.append(f"| {row['value']:g} | {mean_std_text(row['epe'])} | {mean_std_text(row['miou'], 100, 1)} | "
+                     f"{mean_std_text(row['jf'], 100, 1)} | {mean_std_text(row['feat_std_min_all'], digits=3)} | "
+                     f"{row['diverged']} of {len(row['seeds'])} |")
+    if not points:
+        lines.append("| (no points yet) | | | | | |")
     return "\n".join(lines) + "\n"
 
 
 def describe_sweep(points: Sequence[Mapping]) -> str:
-    """Our trend in words: where EPE is lowest and mIoU highest, and which points diverged."""
+    """Our trend in words from the means over seeds: where EPE is lowest and mIoU highest, which diverged."""
     if not points:
         return "no points yet"
-    parts = []
+    rows, parts = by_value(points), []
     for key, name, factor, unit, best in (("epe", "lowest EPE", 1.0, " px", min), ("miou", "highest mIoU", 100.0, " %", max)):
-        scored = [p for p in points if _finite(p.get(key))]
+        scored = [r for r in rows if r[key]["n"]]
         if scored:
-            top = best(scored, key=lambda p: p[key])
-            parts.append(f"{name} {top[key] * factor:.2f}{unit} at {top['value']:g}")
-    diverged = [f"{p['value']:g}" for p in points if p.get("diverged")]
+            top = best(scored, key=lambda r: r[key]["mean"])
+            parts.append(f"{name} {top[key]['mean'] * factor:.2f}{unit} at {top['value']:g}")
+    diverged = [f"{r['value']:g} ({r['diverged']} of {len(r['seeds'])})" for r in rows if r["diverged"]]
     if diverged:
-        parts.append(f"diverged at value{'s' * (len(diverged) > 1)} {', '.join(diverged)}")
-    values = ", ".join(f"{float(p['value']):g}" for p in points)
-    plural = "s" * (len(points) != 1)
-    return f"{'; '.join(parts) or 'no scores'} ({len(points)} point{plural}: {values})"
+        parts.append(f"diverged at {', '.join(diverged)}")
+    values = ", ".join(f"{r['value']:g}" for r in rows)
+    seeds = sorted({len(r["seeds"]) for r in rows})
+    runs = f"{len(points)} run{'s' * (len(points) != 1)}, {'/'.join(map(str, seeds))} seed(s) per value"
+    return f"{'; '.join(parts) or 'no scores'} ({runs}: {values})"
 
 
 def trends_markdown(figures_dir: str | Path | None = None, recipe: str | None = None) -> str:
     """Markdown table: each ablation, what the paper reports (PAPER_TRENDS), what our points show."""
-    lines = ["| ablation | paper (reported) | ours (stored points) |", "|---|---|---|"]
+    lines = ["| ablation | paper (reported) | ours (stored points, means over seeds) |", "|---|---|---|"]
     for ablation in (*FIG5_PANELS, "vc"):
         lines.append(f"| {LABELS[ablation]} (`{ABLATIONS[ablation]}`) | {PAPER_TRENDS[ablation]} | "
                      f"{describe_sweep(collect(ablation, figures_dir, recipe))} |")
     return "\n".join(lines) + "\n"
 
 
-def vc_table(figures_dir: str | Path | None = None, recipe: str | None = None) -> tuple[str, Figure]:
-    """The VC-regulariser ablation: our points (vc = 0 vs vc > 0) beside the paper's two rows.
+VC_COLUMNS = ("setting", "flow EPE (px)", "mIoU (%)", "J&F (%)", "min feature std", "diverged")
 
-    Columns: flow EPE, mIoU (%), J&F (%), min feature std, diverged? Paper rows use KITTI-15 train EPE,
-    VOC linear mIoU and DAVIS-17 J&F; ours the evaluation data of the run's scale (embedded at tiny scale).
-    Returns (markdown, matplotlib Figure with the same table; our rows highlighted).
-    """
-    points = collect("vc", figures_dir, recipe)
-    header = ["setting", "flow EPE (px)", "mIoU (%)", "J&F (%)", "min feature std", "diverged?"]
-    rows, ours = [], []
-    for p in points:
-        name = "no VC (vc = 0)" if p["value"] == 0 else f"VC on every level (vc = {p['value']:g})"
-        rows.append([f"ours ({p.get('scale', '?')}): {name}", _num(p.get("epe")), _num(p.get("miou"), 100, 1),
-                     _num(p.get("jf"), 100, 1), _num(p.get("feat_std_min_all"), digits=3), _stability_text(p)])
-        ours.append(True)
+
+def vc_rows(points: Sequence[Mapping]) -> list[tuple[list[str], bool]]:
+    """Rows of the VC table (`VC_COLUMNS`): ours (mean ± std over seeds per vc value) then the paper's two rows;
+    each with True for ours."""
+    rows = []
+    for row in by_value(points):
+        scale = "/".join(sorted({str(p.get("scale", "?")) for p in points if float(p["value"]) == row["value"]}))
+        name = ("no VC on the flow levels (vc = 0; VICReg's own on the pooled embedding)" if row["value"] == 0
+                else f"VC on every level (vc = {row['value']:g})")
+        rows.append(([f"ours ({scale}): {name}", mean_std_text(row["epe"]), mean_std_text(row["miou"], 100, 1),
+                      mean_std_text(row["jf"], 100, 1), mean_std_text(row["feat_std_min_all"], digits=3),
+                      f"{row['diverged']} of {len(row['seeds'])}"], True))
     if not points:
-        rows.append(["ours: no vc points yet (run 07_ablation_vc)", "-", "-", "-", "-", "-"])
-        ours.append(True)
+        rows.append((["ours: no vc points yet (run 07_ablation_vc)", "-", "-", "-", "-", "-"], True))
     paper = {r["setting"]: r for r in PAPER_ABLATIONS}
     for setting, stability in (("no VC regularisation", "unstable (reported)"),
                                ("VC on every layer + 1-epoch warm-up (final)", "-")):
         r = paper[setting]
-        rows.append([f"paper: {setting}", _num(r["kitti2015_train_epe"]), _num(r["voc_linear"], digits=1),
-                     _num(r["davis_jf"], digits=1), "-", stability])
-        ours.append(False)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(f"**{c}**" if mine else c for c in row) + " |" for row, mine in zip(rows, ours)]
-    note = ("Paper rows: KITTI-15 train EPE, VOC frozen linear mIoU, DAVIS-17 J&F (reported). Our rows: the "
-            "kit's evaluation data at its own scale (embedded pairs / stills / sequences at tiny scale): not "
-            "comparable to the paper's numbers; compare vc = 0 with vc > 0.")
-    markdown = "\n".join(lines) + f"\n\n{note}\n"
-
-    fig = Figure(figsize=(10.5, 0.27 * (len(rows) + 1) + 0.45), layout="constrained")
-    ax = fig.subplots()
-    ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=header, cellLoc="center", bbox=[0, 0, 1, 1],
-                     colWidths=[0.42, 0.11, 0.1, 0.1, 0.13, 0.14])
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    for (r, _), cell in table.get_celld().items():
-        if r == 0:
-            cell.set_facecolor("#dddddd")
-        elif ours[r - 1]:
-            cell.set_facecolor("#fff2b3")
-    ax.set_title("VC-regulariser ablation: ours (highlighted; not paper scale) vs paper (reported)", fontsize=9)
-    return markdown, fig
+        rows.append(([f"paper: {setting}", _num(r["kitti2015_train_epe"]), _num(r["voc_linear"], digits=1),
+                      _num(r["davis_jf"], digits=1), "-", stability], False))
+    return rows
 
 
-# ------------------------------------------------------------------------------------------- figures
-def _values(points: Sequence[Mapping], key: str, factor: float = 1.0) -> np.ndarray:
-    return np.array([p[key] * factor if _finite(p.get(key)) else np.nan for p in points], dtype=np.float64)
+VC_NOTE = ("Paper rows: KITTI-15 train EPE, VOC frozen linear mIoU, DAVIS-17 J&F (reported). Our rows: mean ± std "
+           "over seeds on the kit's evaluation data at its own scale (embedded pairs / stills / sequences at tiny "
+           "scale): not comparable to the paper's numbers; compare vc = 0 with vc > 0.")
 
 
-def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, title: str | None = None) -> list:
-    """Fig. 5 panel on `ax` (style of mcjepa.viz.plots.plot_ablation): flow EPE on the left axis (C0, o-),
-    linear-probe mIoU in percent on a twin right axis (C1, s--), against the ablated value; symlog x for the
-    coefficients so 0 shows; diverged points get a red cross. No points: a message. Returns the legend handles
-    (the caller places the legend, below the panels, so that it never hides a point)."""
-    check_ablation(ablation)
-    ax.set_title(title or LABELS[ablation], fontsize=10)
-    ax.set_xlabel(LABELS[ablation])
-    if not points:
-        ax.text(0.5, 0.5, f"no points yet\n(run the {ablation} ablation notebook)", ha="center", va="center",
-                transform=ax.transAxes, fontsize=9, color="0.4")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return []
-    x = _values(points, "value")
-    epe, miou = _values(points, "epe"), _values(points, "miou", 100.0)
-    if XSCALES[ablation] == "symlog":
-        positive = np.abs(x[x != 0])
-        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
-    ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.minorticks_off()
-    ax.grid(True, alpha=0.3)
-    handles = ax.plot(x, epe, "o-", color="C0", markersize=9, label="flow EPE (px)")
-    ax.set_ylabel("flow EPE (px)", color="C0")
-    ax.tick_params(axis="y", colors="C0")
-    right = ax.twinx()
-    handles += right.plot(x, miou, "s--", color="C1", markersize=5, label="linear-probe mIoU (%)")
-    for axis, values, colour, dy, digits in ((ax, epe, "C0", 7, 2), (right, miou, "C1", -13, 1)):
-        for xv, yv in zip(x, values):  # the numbers, EPE above and mIoU below their markers
-            if np.isfinite(yv):
-                axis.annotate(f"{yv:.{digits}f}", (xv, yv), textcoords="offset points", xytext=(0, dy),
-                              ha="center", fontsize=7, color=colour)
-    right.set_ylabel("linear-probe mIoU (%)", color="C1")
-    right.tick_params(axis="y", colors="C1")
-    bad = np.array([bool(p.get("diverged")) for p in points])
-    if bad.any():
-        y = np.where(np.isfinite(epe[bad]), epe[bad], np.nanmean(epe) if np.isfinite(epe).any() else 0.0)
-        handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
-                           label="diverged (last good checkpoint)")
-    # a minimum visible span per axis (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
-    for axis, values, min_span in ((ax, epe, 0.5), (right, miou, 5.0)):
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-            centre, span = (lo + hi) / 2, max(1.3 * (hi - lo), min_span)
-            axis.set_ylim(centre - span / 2, centre + span / 2)
-    return handles
-
-
-def _legend_below(fig: Figure, handles: list) -> None:
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-
-
-def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
-    """One ablation's points so far (the per-point notebooks' figure)."""
-    points = collect(ablation, figures_dir, recipe)
-    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
-    handles = draw_ablation_panel(fig.subplots(), points, ablation,
-                                  title=f"{LABELS[ablation]}: {len(points)} point{'s' * (len(points) != 1)}"
-                                        f" ({_scale_text(points)})")
-    _legend_below(fig, handles)
-    return fig
-
-
-def _scale_text(points: Sequence[Mapping]) -> str:
-    scales = sorted({str(p.get("scale", "?")) for p in points})
-    data = "embedded data" if scales == ["tiny"] else "paper data"
-    return f"{'/'.join(scales)} scale, {data}" if scales else "no points"
-
-
-def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
-    """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, each with flow EPE
-    (left axis) and linear-probe mIoU (right axis) against the parameter."""
-    fig = Figure(figsize=(15.5, 4.0), layout="constrained")
-    axes = fig.subplots(1, len(FIG5_PANELS))
-    all_points, handles = [], {}
-    for number, (ax, ablation) in enumerate(zip(axes, FIG5_PANELS), start=1):
-        points = collect(ablation, figures_dir, recipe)
-        all_points += points
-        for handle in draw_ablation_panel(ax, points, ablation, title=f"5-{number}: {LABELS[ablation]}"):
-            handles.setdefault(handle.get_label(), handle)
-    _legend_below(fig, list(handles.values()))
-    fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text(all_points)}): flow EPE lower is better, "
-                 f"mIoU higher is better", fontsize=11)
-    return fig
-
-
-def _feature_std_series(run: str | Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[int]]:
-    """{level: (steps, values)} from a run's metrics, and the flow strides (coarse to fine) if known."""
-    folder = Path(run)
-    rows = _dedupe_by_step(read_metrics(folder)) if (folder / "metrics.jsonl").is_file() else []
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key.startswith("feat_std/") and _finite(value):
-                series.setdefault(key.split("/", 1)[1], []).append((float(row.get("step", 0)), float(value)))
-    strides: list[int] = []
-    config = folder / "config.json"
-    if config.is_file():
-        strides = list(json.loads(config.read_text())["model"]["flow"]["strides"])
-    return {k: tuple(np.array(c) for c in zip(*v)) for k, v in series.items()}, strides
-
-
-def _std_axis(ax, values: np.ndarray) -> None:
-    """Log y-axis spanning at least [0.1, 1] (so that healthy runs look flat and collapsed ones fall away,
-    on the same scale in every figure), with the VC target gamma = 1 dotted."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values) & (values > 0)]
-    ax.set_yscale("log")
-    if values.size:
-        ax.set_ylim(min(values.min(), 0.1) / 1.5, max(values.max(), 1.0) * 1.5)
-    ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1.0, label="VC target $\\gamma$ = 1")
-
-
-def plot_feature_std(run: str | Path, diverged_at: int | None = None, title: str | None = None) -> Figure:
-    """Per-level feature std of frame-1 features against the training step (log y): a level collapsing
-    towards 0 or exploding is the instability the VC regulariser prevents. `diverged_at` draws a red line."""
-    series, strides = _feature_std_series(run)
-    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
-    ax = fig.subplots()
-    if not series:
-        ax.text(0.5, 0.5, "no feature std logged\n(no metrics.jsonl, or the flow losses never switched on)",
-                ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
-    for index, (level, (steps, values)) in enumerate(sorted(series.items())):
-        name = f"level {level}"
-        if level.isdigit() and int(level) < len(strides):
-            name += f" (stride {strides[int(level)]})"
-        ax.plot(steps, values, "-", color=f"C{index % 10}", linewidth=1.5, label=name)
-    if series and all((v > 0).all() for _, v in series.values()):
-        _std_axis(ax, np.concatenate([v for _, v in series.values()]))
-    if diverged_at is not None:
-        ax.axvline(diverged_at, color="red", linestyle="--", linewidth=1.2, label=f"diverged (step {diverged_at})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("feature std (mean over channels)")
-    ax.grid(True, alpha=0.3, which="both")
-    if series or diverged_at is not None:
-        ax.legend(fontsize=8, loc="best")
-    ax.set_title(title or f"feature std per flow level: {Path(run).name}", fontsize=10)
-    return fig
-
-
-def plot_vc_stability(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
-    """Minimum-over-levels feature std against the step, one line per vc point (vc = 0 dashed)."""
-    points = collect("vc", figures_dir, recipe)
-    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
-    ax = fig.subplots()
-    drawn = False
-    for index, p in enumerate(points):
-        folder = Path(str(p.get("run_dir", "")))
-        if not (folder / "metrics.jsonl").is_file():
-            continue
-        series, _ = _feature_std_series(folder)
-        if not series:
-            continue
-        steps = sorted(set().union(*(set(s.tolist()) for s, _ in series.values())))
-        lowest = [min(v[s == step].min() for s, v in series.values() if (s == step).any()) for step in steps]
-        ax.plot(steps, lowest, "--" if p["value"] == 0 else "-", color=f"C{index % 10}", linewidth=1.6,
-                label=f"vc = {p['value']:g}" + (" (diverged)" if p.get("diverged") else ""))
-        drawn = True
-    if drawn:
-        _std_axis(ax, np.concatenate([line.get_ydata() for line in ax.get_lines()]))
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no vc points with metrics yet\n(run 07_ablation_vc)", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("min over levels of feature std")
-    ax.grid(True, alpha=0.3, which="both")
-    ax.set_title("VC regulariser: the lowest per-level feature std during training", fontsize=10)
-    return fig
+def vc_markdown(points: Sequence[Mapping]) -> str:
+    """The VC-regulariser ablation as Markdown: `vc_rows` (ours in bold) and `VC_NOTE`."""
+    lines = ["| " + " | ".join(VC_COLUMNS) + " |", "|" + "---|" * len(VC_COLUMNS)]
+    lines += ["| " + " | ".join(f"**{c}**" if mine else c for c in row) + " |" for row, mine in vc_rows(points)]
+    return "\n".join(lines) + f"\n\n{VC_NOTE}\n"

@@ -1,4 +1,5 @@
-"""mcjepa.ablations: point validation, naming and caching, divergence records, collection, Fig. 5 and VC table.
+"""mcjepa.ablations: point validation, naming and caching (seeds, overrides), divergence records, collection,
+the reduction over seeds and the Markdown tables (figures: test_ablation_figures.py).
 
 No real training: `ensure_run` and `evaluate_run` are replaced by fakes that write a hand-made run folder
 (metrics.jsonl + a minimal checkpoint), and the collection/plot tests read hand-written point files.
@@ -14,13 +15,14 @@ import torch
 
 from mcjepa import ablations
 from mcjepa.ablations import (
-    ABLATIONS, check_value, collect, plot_feature_std, plot_fig5, plot_sweep, plot_vc_stability,
-    point_config, point_name, point_path, points_markdown, recipe_hash, run_point, stability_summary, vc_table,
+    ABLATIONS, INSTABILITY, by_value, check_value, collect, feature_std_series, point_config, point_name,
+    point_path, points_markdown, recipe_hash, run_point, stability_summary, summarize, sweep_markdown, vc_markdown,
 )
 from mcjepa.experiments import config_hash, run_config, run_dir
 from mcjepa.train.trainer import TrainingDiverged
 
 SMALL = dict(scale="tiny", epochs=2, steps_per_epoch=3, seed=0)
+RECIPE = dict(scale="tiny", epochs=2, steps_per_epoch=3)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -37,8 +39,15 @@ def test_point_config_sets_only_the_ablated_key():
 def test_base_value_shares_the_base_run_and_recipe():
     tiny = run_config("tiny", "mc-jepa", {}, epochs=2, steps_per_epoch=3, seed=0)
     cfg = point_config("cycle", tiny.loss.cycle, **SMALL)
-    assert config_hash(cfg) == config_hash(tiny) == recipe_hash(**SMALL)
+    assert config_hash(cfg) == config_hash(tiny) == recipe_hash(**RECIPE)
     assert config_hash(point_config("cycle", 0.0, **SMALL)) != config_hash(tiny)
+    seed1 = point_config("cycle", 0.0, **dict(SMALL, seed=1))
+    assert seed1.train.seed == 1 and config_hash(seed1) != config_hash(point_config("cycle", 0.0, **SMALL))
+    guarded = point_config("vc", 0.0, **SMALL, overrides=INSTABILITY)
+    assert guarded.train.min_feature_std == INSTABILITY["train.min_feature_std"] > 0
+    assert recipe_hash(**RECIPE, overrides=INSTABILITY) != recipe_hash(**RECIPE)
+    with pytest.raises(ValueError, match="loss.vc"):
+        point_config("vc", 0.0, **SMALL, overrides={"loss.vc": 1.0})
     assert point_config("cycle", 1, **SMALL).loss.cycle == 1.0  # papermill may pass an int
 
 
@@ -64,10 +73,13 @@ def test_flow_start_limits_use_the_resolved_epochs():
 
 
 def test_point_names_are_exact_and_distinct(tmp_path):
-    assert [point_name(v) for v in (0, 0.1, 1, 1e-5)] == ["0.0", "0.1", "1.0", "1e-05"]
-    assert point_name(0.1) != point_name(0.1000001)
-    assert float(point_name(0.30000000000000004)) == 0.30000000000000004
-    assert point_path("vc", 0, tmp_path) == tmp_path / "ablations" / "vc" / "0.0.json"
+    assert [point_name(v) for v in (0, 0.1, 1, 1e-5)] == ["0.0_seed0", "0.1_seed0", "1.0_seed0", "1e-05_seed0"]
+    assert point_name(0.1) != point_name(0.1000001) and point_name(0.1, 2) == "0.1_seed2"
+    assert float(point_name(0.30000000000000004).split("_")[0]) == 0.30000000000000004
+    assert point_path("vc", 0, 1, tmp_path) == tmp_path / "ablations" / "vc" / "0.0_seed1.json"
+    assert point_name(0.0, 0, {"train.min_feature_std": 0.05}) == "0.0_seed0_min_feature_std=0.05"
+    with pytest.raises(ValueError, match="seed"):
+        point_name(0.1, 1.5)
 
 
 # ------------------------------------------------------------------------------------------- stability
@@ -86,6 +98,7 @@ def test_stability_summary_hand_computed():
     assert s["last_logged_step"] == 15
     empty = stability_summary([])
     assert empty["feat_std_min_all"] is None and empty["feat_std_final"] == {} and empty["last_logged_step"] is None
+    assert feature_std_series(rows) == {"0": [[5.0, 0.9], [10.0, 0.3], [15.0, 0.4]], "1": [[5.0, 0.5], [10.0, 0.7], [15.0, 0.6]]}
 
 
 # ------------------------------------------------------------------------------------------- run_point
@@ -123,11 +136,12 @@ class FakeRuns:
 def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
     fake = FakeRuns(monkeypatch)
     point = run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
-    path = tmp_path / "fig" / "ablations" / "cycle" / "0.2.json"
+    path = tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed0.json"
     assert path.is_file() and json.loads(path.read_text()) == point
     cfg = point_config("cycle", 0.2, **SMALL)
     assert point["config_hash"] == config_hash(cfg) and point["run_dir"] == str(run_dir(cfg, tmp_path / "runs"))
-    assert point["recipe_hash"] == recipe_hash(**SMALL)
+    assert point["recipe_hash"] == recipe_hash(**RECIPE) and point["overrides"] == {}
+    assert point["feat_std_series"]["1"] == [[float(s), 0.5] for s in range(1, cfg.total_steps + 1)]
     assert (point["epe"], point["fl"], point["miou"], point["jf"]) == (2.0, 10.0, 0.5, None)
     assert point["segmentation"]["per_class_iou"] == [None, 0.5]  # NaN stored as null
     assert point["diverged"] is False and point["evaluated_step"] == cfg.total_steps - 1
@@ -156,6 +170,12 @@ def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
               force=True)
     assert len(fake.evaluated) == 4
 
+    other_seed = run_point("cycle", 0.2, **dict(SMALL, seed=1), runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig",
+                           progress=False)  # another seed: its own run and file, the same recipe
+    assert other_seed["recipe_hash"] == point["recipe_hash"] and other_seed["seed"] == 1
+    assert (tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed1.json").is_file()
+    assert fake.trained[-1] == run_dir(point_config("cycle", 0.2, **dict(SMALL, seed=1)), tmp_path / "runs")
+
 
 def test_divergence_is_recorded_not_raised(tmp_path, monkeypatch):
     fake = FakeRuns(monkeypatch, diverge_at=4)
@@ -172,12 +192,12 @@ def test_divergence_is_recorded_not_raised(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- collection
-def write_point(folder, ablation, value, epe, miou, recipe="r1", diverged=False, scale="tiny", **extra):
-    point = {"format": 1, "ablation": ablation, "value": value, "epe": epe, "miou": miou, "jf": None,
+def write_point(folder, ablation, value, epe, miou, recipe="r1", diverged=False, scale="tiny", seed=0, **extra):
+    point = {"format": 2, "ablation": ablation, "value": value, "seed": seed, "epe": epe, "miou": miou, "jf": None,
              "recipe_hash": recipe, "diverged": diverged, "diverged_step": 7 if diverged else None, "scale": scale,
              "feat_std_min_all": 0.01 if diverged else 0.5, "run_dir": str(folder / f"run-{ablation}-{value}"),
              **extra}
-    path = point_path(ablation, value, folder)
+    path = point_path(ablation, value, seed, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(point))
     return point
@@ -187,117 +207,70 @@ def test_collect_sorts_by_value_filters_recipe_and_rejects_garbage(tmp_path):
     for value, epe in ((1.0, 3.0), (0.0, 5.0), (0.1, 4.0)):
         write_point(tmp_path, "cycle", value, epe, 0.3)
     write_point(tmp_path, "cycle", 0.5, 1.0, 0.9, recipe="r2")
-    assert [p["value"] for p in collect("cycle", tmp_path)] == [0.0, 0.1, 0.5, 1.0]
-    assert [p["epe"] for p in collect("cycle", tmp_path, recipe="r1")] == [5.0, 4.0, 3.0]
+    write_point(tmp_path, "cycle", 0.1, 4.5, 0.3, seed=1)
+    old = write_point(tmp_path, "cycle", 0.3, 4.5, 0.3, seed=2, format=1)  # an older point format
+    assert [(p["value"], p["seed"]) for p in collect("cycle", tmp_path)] == [(0.0, 0), (0.1, 0), (0.1, 1), (0.3, 2),
+                                                                             (0.5, 0), (1.0, 0)]
+    assert [p["epe"] for p in collect("cycle", tmp_path, recipe="r1")] == [5.0, 4.0, 4.5, 3.0]
+    assert old not in collect("cycle", tmp_path, recipe="r1")
     assert collect("balance", tmp_path) == []
     with pytest.raises(ValueError, match="unknown ablation"):
         collect("nope", tmp_path)
-    (tmp_path / "ablations" / "cycle" / "2.0.json").write_text("{not json")
-    with pytest.raises(ValueError, match="2.0.json"):
+    (tmp_path / "ablations" / "cycle" / "2.0_seed0.json").write_text("{not json")
+    with pytest.raises(ValueError, match="2.0_seed0.json"):
         collect("cycle", tmp_path)
 
 
-def _line_data(ax):
-    return [(line.get_label(), np.asarray(line.get_xdata(), float).tolist(), np.asarray(line.get_ydata(), float).tolist())
-            for line in ax.get_lines()]
-
-
-def test_fig5_panels_plot_the_points_with_twin_axes(tmp_path):
-    write_point(tmp_path, "balance", 0.01, 4.0, 0.20)
-    write_point(tmp_path, "balance", 0.1, 3.0, 0.25)
-    write_point(tmp_path, "balance", 1.0, 3.5, 0.10)
-    write_point(tmp_path, "cycle", 0.0, 6.0, 0.3, diverged=True)
-    write_point(tmp_path, "cycle", 0.1, 5.0, 0.3)
-    fig = plot_fig5(tmp_path)
-    main = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in main] == ["5-1: flow start epoch", "5-2: cycle-consistency coefficient",
-                                               "5-3: balance coefficient $\\lambda$"]
-    flow_start, cycle, balance = main
-    assert "no points yet" in " ".join(t.get_text() for t in flow_start.texts) and not flow_start.get_lines()
-    assert _line_data(balance) == [("flow EPE (px)", [0.01, 0.1, 1.0], [4.0, 3.0, 3.5])]
-    twins = [ax for ax in fig.axes if not ax.get_title()]
-    miou_lines = [line for ax in twins for line in ax.get_lines()]
-    assert [line.get_ydata().tolist() for line in miou_lines][-1] == pytest.approx([20.0, 25.0, 10.0])  # percent
-    assert balance.get_xscale() == "symlog" and flow_start.get_xscale() == "linear"
-    crosses = [line for line in cycle.get_lines() if line.get_marker() == "x"]
-    assert len(crosses) == 1 and crosses[0].get_xdata().tolist() == [0.0]
-    assert "tiny scale" in fig._suptitle.get_text()
-
-
-def test_plot_sweep_single_point_and_empty(tmp_path):
-    write_point(tmp_path, "flow_start", 1.0, 4.0, 0.2)
-    fig = plot_sweep("flow_start", tmp_path)
-    assert "1 point" in fig.axes[0].get_title()
-    assert _line_data(fig.axes[0]) == [("flow EPE (px)", [1.0], [4.0])]
-    empty = plot_sweep("vc", tmp_path)
-    assert "no points yet" in empty.axes[0].texts[0].get_text()
-    fig.savefig(tmp_path / "sweep.png")  # draws without error (symlog/linear, twin axes)
-    plot_fig5(tmp_path).savefig(tmp_path / "fig5.png")
-
-
-def test_vc_table_puts_ours_beside_the_paper(tmp_path):
-    write_point(tmp_path, "vc", 0.0, 4.56, 0.123, diverged=True)
-    write_point(tmp_path, "vc", 1.0, 3.21, 0.456)
-    markdown, fig = vc_table(tmp_path)
-    lines = markdown.splitlines()
-    no_vc = next(l for l in lines if "vc = 0)" in l)
-    assert "**4.56**" in no_vc and "**12.3**" in no_vc and "yes (step 7)" in no_vc and "**0.010**" in no_vc
-    with_vc = next(l for l in lines if "vc = 1)" in l)
-    assert "**3.21**" in with_vc and "**45.6**" in with_vc and "**no**" in with_vc
-    paper = next(l for l in lines if "paper: no VC" in l)
-    assert "3.41" in paper and "47.3" in paper and "37.8" in paper and "unstable" in paper
-    assert "2.67" in markdown and "70.5" in markdown and "not comparable" in markdown
-    assert len(fig.axes) == 1
-    empty_md, _ = vc_table(tmp_path / "none")
-    assert "no vc points yet" in empty_md and "3.41" in empty_md
+def test_summaries_over_seeds_hand_computed(tmp_path):
+    assert summarize([1.0, 2.0, 4.0, None, float("nan")]) == {
+        "mean": pytest.approx(7 / 3), "std": pytest.approx(math.sqrt(7 / 3)), "n": 3, "values": [1.0, 2.0, 4.0]}
+    assert summarize([2.5]) == {"mean": 2.5, "std": None, "n": 1, "values": [2.5]}
+    assert summarize([None])["mean"] is None
+    points = [write_point(tmp_path, "cycle", v, e, m, seed=s, diverged=d)
+              for v, e, m, s, d in ((0.1, 1.0, 0.2, 0, False), (0.1, 2.0, 0.4, 1, False), (0.1, 4.0, None, 2, True),
+                                    (0.0, 3.0, 0.5, 0, False))]
+    rows = by_value(points)
+    assert [r["value"] for r in rows] == [0.0, 0.1]
+    assert rows[1]["seeds"] == [0, 1, 2] and rows[1]["diverged"] == 1
+    assert rows[1]["epe"]["mean"] == pytest.approx(7 / 3) and rows[1]["miou"]["n"] == 2
+    table = sweep_markdown(points).splitlines()
+    assert table[2] == "| 0 | 3.00 (n=1) | 50.0 (n=1) | - | 0.500 (n=1) | 0 of 1 |"
+    assert table[3].startswith(f"| 0.1 | 2.33 ± {math.sqrt(7 / 3):.2f} (n=3) | 30.0 ± 14.1 (n=2) | - |")
+    assert table[3].endswith("| 1 of 3 |")
 
 
 def test_points_markdown_formats_percent_and_missing(tmp_path):
-    md = points_markdown([write_point(tmp_path, "cycle", 0.1, 2.345, 0.5, fl=12.34, jf=0.25)])
+    md = points_markdown([write_point(tmp_path, "cycle", 0.1, 2.345, 0.5, seed=2, fl=12.34, jf=0.25)])
     row = md.splitlines()[2]
-    assert row.startswith("| 0.1 | 2.35 | 12.3 | 50.0 | 25.0 | 0.500 | no |")
+    assert row.startswith("| 0.1 | 2 | 2.35 | 12.3 | 50.0 | 25.0 | 0.500 | no |")
     assert "no points yet" in points_markdown([])
 
 
-def test_feature_std_figures_read_run_metrics(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    rows = [{"step": s, "feat_std/0": 0.5 / s, "feat_std/1": 0.3} for s in (5, 10, 15)]
-    rows.append({"step": 10, "feat_std/0": 0.02, "feat_std/1": 0.3})  # re-logged step: last wins
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run / "config.json").write_text(json.dumps({"model": {"flow": {"strides": [32, 16]}}}))
-    fig = plot_feature_std(run, diverged_at=15)
-    ax = fig.axes[0]
-    data = {label: (x, y) for label, x, y in _line_data(ax)}
-    assert data["level 0 (stride 32)"] == ([5.0, 10.0, 15.0], pytest.approx([0.1, 0.02, 0.5 / 15]))
-    assert data["level 1 (stride 16)"][1] == [0.3, 0.3, 0.3]
-    assert ax.get_yscale() == "log" and any("diverged" in label for label in data)
-    assert data["VC target $\\gamma$ = 1"][1] == [1.0, 1.0]
-
-    write_point(tmp_path, "vc", 0.0, 1.0, 0.1, run_dir=str(run))
-    write_point(tmp_path, "vc", 1.0, 1.0, 0.1)  # its run folder does not exist: skipped
-    stab = plot_vc_stability(tmp_path)
-    lines = [line for line in stab.axes[0].get_lines() if line.get_label().startswith("vc =")]
-    assert len(lines) == 1 and lines[0].get_ydata().tolist() == pytest.approx([0.1, 0.02, 0.5 / 15])
-    assert lines[0].get_linestyle() == "--"
-    low, high = stab.axes[0].get_ylim()
-    assert low <= 0.02 / 1.5 + 1e-12 and high >= 1.0  # the common log range keeps the VC target in view
+def test_vc_markdown_puts_ours_beside_the_paper(tmp_path):
+    points = [write_point(tmp_path, "vc", 0.0, 4.56, 0.123, diverged=True),
+              write_point(tmp_path, "vc", 0.0, 4.66, 0.133, seed=1),
+              write_point(tmp_path, "vc", 1.0, 3.21, 0.456)]
+    lines = vc_markdown(points).splitlines()
+    no_vc = next(line for line in lines if "vc = 0;" in line)
+    assert "**4.61 ± 0.07 (n=2)**" in no_vc and "**12.8 ± 0.7 (n=2)**" in no_vc and "**1 of 2**" in no_vc
+    with_vc = next(line for line in lines if "vc = 1)" in line)
+    assert "**3.21 (n=1)**" in with_vc and "**45.6 (n=1)**" in with_vc and "**0 of 1**" in with_vc
+    paper = next(line for line in lines if "paper: no VC" in line)
+    assert "3.41" in paper and "47.3" in paper and "37.8" in paper and "unstable" in paper
+    assert "no vc points yet" in vc_markdown([])
 
 
 def test_describe_sweep_and_trends_table(tmp_path):
     points = [write_point(tmp_path, "balance", v, e, m) for v, e, m in ((0.01, 4.0, 0.2), (0.1, 3.0, 0.25), (1.0, 3.5, 0.1))]
+    points.append(write_point(tmp_path, "balance", 0.1, 2.0, 0.35, seed=1))
     text = ablations.describe_sweep(points)
-    assert text == "lowest EPE 3.00 px at 0.1; highest mIoU 25.00 % at 0.1 (3 points: 0.01, 0.1, 1)"
+    assert text == ("lowest EPE 2.50 px at 0.1; highest mIoU 30.00 % at 0.1 "
+                    "(4 runs, 1/2 seed(s) per value: 0.01, 0.1, 1)")
     bad = ablations.describe_sweep([write_point(tmp_path, "vc", 0.0, None, None, diverged=True)])
-    assert bad == "diverged at value 0 (1 point: 0)"
+    assert bad == "diverged at 0 (1 of 1) (1 run, 1 seed(s) per value: 0)"
     assert ablations.describe_sweep([]) == "no points yet"
-    table = ablations.trends_markdown(tmp_path)
-    balance_row = next(l for l in table.splitlines() if "loss.balance" in l)
-    assert "up to about 0.1" in balance_row and "lowest EPE 3.00 px at 0.1" in balance_row
-    assert "3.41" in next(l for l in table.splitlines() if "loss.vc" in l)
-    assert "no points yet" in next(l for l in table.splitlines() if "loss.cycle" in l)
-
-
-def test_feature_std_figure_without_metrics(tmp_path):
-    fig = plot_feature_std(tmp_path / "gone")
-    assert "no feature std" in fig.axes[0].texts[0].get_text() and not fig.axes[0].get_lines()
+    table = ablations.trends_markdown(tmp_path, recipe="r1")
+    balance_row = next(line for line in table.splitlines() if "loss.balance" in line)
+    assert "up to about 0.1" in balance_row and "lowest EPE 2.50 px at 0.1" in balance_row
+    assert "3.41" in next(line for line in table.splitlines() if "loss.vc" in line)
+    assert "no points yet" in next(line for line in table.splitlines() if "loss.cycle" in line)

@@ -9,6 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from mcjepa.__main__ import main as cli
+from mcjepa.ablations import INSTABILITY
 from mcjepa.config import apply_overrides, tiny
 from mcjepa.train.checkpoint import load_model, read_checkpoint
 from mcjepa.train.metrics_log import read_metrics
@@ -84,7 +85,7 @@ def test_exploding_features_stop_the_run(tmp_path):
 
 
 def test_collapsing_features_stop_the_run_and_a_healthy_run_passes(tmp_path):
-    floor = 1e-3  # the floor of the instability setting (mcjepa.ablations.INSTABILITY)
+    floor = INSTABILITY["train.min_feature_std"]  # the floor of the instability setting
     healthy = train(micro_config("m-jepa", **{"train.min_feature_std": floor}), tmp_path / "ok", progress=False)
     lowest = min(v for r in read_metrics(tmp_path / "ok") for k, v in r.items() if k.startswith("feat_std/"))
     assert healthy.steps == 6 and lowest > floor

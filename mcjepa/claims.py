@@ -1,0 +1,241 @@
+"""The paper's four claims, measured over seeds, each with a verdict from one stated rule.
+
+    (i)   MC-JEPA's flow is at least as good as M-JEPA's         flow EPE, MC-JEPA vs M-JEPA runs
+    (ii)  MC-JEPA's content features beat VICReg's               mIoU and J&F, MC-JEPA vs VICReg runs
+    (iii) without the VC regulariser multi-task training is      EPE / mIoU / J&F / min feature std of the
+          unstable or clearly worse                              vc sweep: vc = preset value vs vc = 0
+    (iv)  the cycle coefficient has a useful interior value      flow EPE along the cycle sweep (Fig. 5-2)
+
+The rule (`VERDICT_RULE`): Welch's t test (unequal variances, scipy) on the per-seed values of the two groups,
+one-sided at ALPHA = 5 %. A claim "A better than B" holds when A is significantly better, is contradicted when
+A is significantly worse, and is "not shown" otherwise; a claim "A at least as good as B" is contradicted only
+by a significantly worse A. With fewer than 2 seeds in a group there is no verdict.
+
+The method runs (M-JEPA, VICReg, MC-JEPA at each seed) are evaluated once and stored as
+`figures_dir/claims/runs/<method>_seed<seed>.json`, cached by config hash like the sweep points.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from .ablations import EVAL_DATASETS, base_config, by_value, collect, mean_std_text, recipe_hash, summarize
+from .eval.compare import eval_roots
+from .eval.suite import evaluate_run
+from .experiments import (check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir,
+                          save_json)
+from .utils import atomic_write
+
+ALPHA = 0.05
+VERDICT_RULE = ("Welch's t test (unequal variances) on the per-seed values, one-sided at 5 %: 'holds' = "
+                "significantly better in the claimed direction; 'contradicted' = significantly worse; 'not shown' "
+                "= the difference is within the seed-to-seed noise (for 'at least as good' claims: 'holds (not "
+                "worse)'); 'no verdict' with fewer than 2 seeds per group. (iv) picks the cycle value with the "
+                "lowest mean EPE and tests it against the sweep's two ends; picking the best first favours the "
+                "claim.")
+METHODS = ("m-jepa", "vicreg", "mc-jepa")
+TASKS = {"m-jepa": ("flow", "segmentation", "davis"), "vicreg": ("segmentation", "davis"),
+         "mc-jepa": ("flow", "segmentation", "davis")}
+FLOW_DATASETS = {"tiny": ("embedded", "motorcycle"), "paper": ("kitti2015",)}  # claim (i) is read on each
+RESULT_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------------------- method runs
+def result_path(method: str, seed: int = 0, figures_dir: str | Path | None = None) -> Path:
+    return resolve_dir(figures_dir, "figures") / "claims" / "runs" / f"{method}_seed{check_integer('seed', seed)}.json"
+
+
+def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int | None = None,
+                  steps_per_epoch: int | None = None, runs_dir: str | Path | None = None,
+                  figures_dir: str | Path | None = None, data_roots: Mapping[str, str] | None = None,
+                  train: bool = True, progress: bool = False) -> dict | None:
+    """The stored evaluation of one method run (`result_path`): {"method", "seed", "config_hash", "run_dir",
+    "flow": {dataset: metrics}, "miou" (fraction), "jf" (fraction), "epe/<dataset>" (px), ...}.
+
+    Trains the run first when it is missing and `train` is True; with `train=False` a missing run gives None
+    (notebook 08 reads what exists). Raises ValueError for an unknown method."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; the claims compare {METHODS}")
+    cfg = run_config(scale, method, {}, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
+                     data_roots=data_roots)
+    path, cfg_hash = result_path(method, seed, figures_dir), config_hash(cfg)
+    flows = FLOW_DATASETS[scale] if "flow" in TASKS[method] else ()
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash:
+            return stored
+    folder = run_dir(cfg, runs_dir)
+    if not is_finished(folder, cfg):
+        if not train:
+            return None
+        ensure_run(cfg, runs_dir=runs_dir, progress=progress)
+    datasets, roots = EVAL_DATASETS[scale], eval_roots(data_roots)
+    content = [t for t in TASKS[method] if t != "flow"]
+    results = evaluate_run(folder, tasks=content, seg_dataset=datasets["segmentation"], video=datasets["davis"],
+                           roots=roots, progress=progress)
+    flow = {name: evaluate_run(folder, tasks=("flow",), flow_dataset=name, roots=roots, progress=progress)["flow"]
+            for name in flows}
+    result = {"format": RESULT_FORMAT, "method": method, "seed": cfg.train.seed, "scale": scale,
+              "config_hash": cfg_hash, "run_dir": str(folder), "flow": flow,
+              **{f"epe/{name}": metrics.get("epe") for name, metrics in flow.items()},
+              "miou": results.get("segmentation", {}).get("miou"), "jf": results.get("davis", {}).get("JF_mean"),
+              "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),
+              "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    save_json(result, path)
+    return json.loads(path.read_text())
+
+
+def method_results(seeds: Sequence[int] = (0, 1, 2), scale: str = "tiny", train: bool = False,
+                   **kwargs) -> dict[str, list[dict]]:
+    """{method: [stored results over `seeds`]} (missing runs left out when `train` is False)."""
+    out = {}
+    for method in METHODS:
+        found = [method_result(method, seed, scale, train=train, **kwargs) for seed in seeds]
+        out[method] = [r for r in found if r is not None]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- statistics
+def welch(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Welch's t test of mean(a) vs mean(b): {"t", "p_less" (one-sided, H1: mean a < mean b), "p_greater"}.
+    NaN p-values when a group has fewer than 2 values or both have zero spread."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size < 2 or b.size < 2 or (a.std() == 0 and b.std() == 0):
+        return {"t": math.nan, "p_less": math.nan, "p_greater": math.nan}
+    less = stats.ttest_ind(a, b, equal_var=False, alternative="less")
+    greater = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return {"t": float(less.statistic), "p_less": float(less.pvalue), "p_greater": float(greater.pvalue)}
+
+
+def verdict(a: Sequence[float], b: Sequence[float], lower_is_better: bool, kind: str = "better",
+            alpha: float = ALPHA) -> tuple[str, float]:
+    """(verdict, one-sided p that A is better) for the claim that A is better than B (`kind="better"`) or at
+    least as good (`kind="not worse"`), by `VERDICT_RULE`."""
+    if kind not in ("better", "not worse"):
+        raise ValueError(f"kind must be 'better' or 'not worse', got {kind!r}")
+    test = welch(a, b)
+    p_better, p_worse = ((test["p_less"], test["p_greater"]) if lower_is_better
+                         else (test["p_greater"], test["p_less"]))
+    if len(a) < 2 or len(b) < 2:
+        return f"no verdict (n = {len(a)} and {len(b)}; 2 per group needed)", p_better
+    if math.isnan(p_better):
+        return "no verdict (no spread in either group)", p_better
+    if p_better < alpha:
+        return "holds", p_better
+    if p_worse < alpha:
+        return "contradicted", p_better
+    return ("holds (not worse)" if kind == "not worse" else "not shown"), p_better
+
+
+# ------------------------------------------------------------------------------------------- the claims
+def _row(claim: str, paper: str, measure: str, names: tuple[str, str], a: Sequence, b: Sequence,
+         lower_is_better: bool, kind: str, factor: float = 1.0, digits: int = 2) -> dict:
+    a, b = [v for v in a if v is not None], [v for v in b if v is not None]
+    result, p = verdict(a, b, lower_is_better, kind)
+    return {"claim": claim, "paper": paper, "measure": measure, "a": names[0], "b": names[1],
+            "a_summary": summarize(a), "b_summary": summarize(b), "factor": factor, "digits": digits,
+            "lower_is_better": lower_is_better, "kind": kind, "p": p, "verdict": result}
+
+
+def _values(results: Sequence[Mapping], key: str) -> list:
+    return [r.get(key) for r in results]
+
+
+def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: int | None = None,
+           steps_per_epoch: int | None = None, seeds: Sequence[int] = (0, 1, 2),
+           data_roots: Mapping[str, str] | None = None, runs_dir: str | Path | None = None,
+           train: bool = False) -> list[dict]:
+    """The claims table's rows from the stored method results and sweep points of one recipe (module docstring).
+
+    Each row: {"claim", "paper", "measure", "a", "b", "a_summary", "b_summary" (mcjepa.ablations.summarize),
+    "p" (one-sided Welch p that a is better), "verdict"}. With `train=True` missing method runs are trained
+    and evaluated first."""
+    runs = method_results(seeds, scale, train=train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                          runs_dir=runs_dir, figures_dir=figures_dir, data_roots=data_roots)
+    mc, m, vic = runs["mc-jepa"], runs["m-jepa"], runs["vicreg"]
+    rows = []
+    for name in FLOW_DATASETS[scale]:
+        rows.append(_row("(i) MC-JEPA's flow is at least as good as M-JEPA's", "KITTI-15 EPE 2.67 vs 3.01",
+                         f"flow EPE (px), {name}", ("MC-JEPA", "M-JEPA"), _values(mc, f"epe/{name}"),
+                         _values(m, f"epe/{name}"), True, "not worse"))
+    rows.append(_row("(ii) MC-JEPA's content features beat VICReg's", "VOC mIoU 67.1 vs 60.1",
+                     "linear-probe mIoU (%)", ("MC-JEPA", "VICReg"), _values(mc, "miou"), _values(vic, "miou"),
+                     False, "better", 100.0, 1))
+    rows.append(_row("(ii) MC-JEPA's content features beat VICReg's", "DAVIS J&F 70.5 vs 58.1",
+                     "label-propagation J&F (%)", ("MC-JEPA", "VICReg"), _values(mc, "jf"), _values(vic, "jf"),
+                     False, "better", 100.0, 1))
+
+    recipe = recipe_hash(scale, epochs, steps_per_epoch, data_roots)
+    preset = base_config(scale, epochs, steps_per_epoch, 0, data_roots)
+    vc = collect("vc", figures_dir, recipe)
+    on = [p for p in vc if float(p["value"]) == preset.loss.vc]
+    off = [p for p in vc if float(p["value"]) == 0.0]
+    names = (f"vc = {preset.loss.vc:g}", "vc = 0")
+    claim = "(iii) without the VC regulariser multi-task training is unstable or clearly worse"
+    for key, paper, measure, lower, factor, digits in (
+            ("epe", "KITTI-15 EPE 2.67 vs 3.41", "flow EPE (px)", True, 1.0, 2),
+            ("miou", "VOC mIoU 67.1 vs 47.3", "linear-probe mIoU (%)", False, 100.0, 1),
+            ("jf", "DAVIS J&F 70.5 vs 37.8", "label-propagation J&F (%)", False, 100.0, 1),
+            ("feat_std_min_all", "unstable without VC (reported)", "lowest per-level feature std", False, 1.0, 3)):
+        rows.append(_row(claim, paper, measure, names, _values(on, key), _values(off, key), lower, "better",
+                         factor, digits))
+    rows.append(cycle_claim(collect("cycle", figures_dir, recipe)))
+    return rows
+
+
+def cycle_claim(points: Sequence[Mapping]) -> dict:
+    """Claim (iv): the cycle value with the lowest mean EPE is interior and significantly better than both ends
+    of the sweep (Welch, one-sided, each end)."""
+    claim, paper = "(iv) the cycle coefficient has a useful interior value", "Fig. 5-2 (curve; values not given)"
+    rows = [r for r in by_value(points) if r["epe"]["n"]]
+    if len(rows) < 3:
+        return _row(claim, paper, "flow EPE (px) along the cycle sweep", ("best interior", "ends"), [], [], True,
+                    "better") | {"verdict": f"no verdict ({len(rows)} values; 3 needed)"}
+    best = min(rows, key=lambda r: r["epe"]["mean"])
+    ends = (rows[0], rows[-1])
+    measure = f"flow EPE (px): best cycle = {best['value']:g} vs the ends {ends[0]['value']:g} / {ends[1]['value']:g}"
+    if best in ends:
+        row = _row(claim, paper, measure, (f"cycle = {best['value']:g}", "interior values"), best["epe"]["values"],
+                   [v for r in rows[1:-1] for v in r["epe"]["values"]], True, "better")
+        row["verdict"] = f"not shown (lowest mean EPE at the end of the sweep, {best['value']:g})"
+        return row
+    tests = [verdict(best["epe"]["values"], end["epe"]["values"], True) for end in ends]
+    row = _row(claim, paper, measure, (f"cycle = {best['value']:g}", f"cycle = {ends[0]['value']:g}"),
+               best["epe"]["values"], ends[0]["epe"]["values"], True, "better")
+    row["p"] = max(p for _, p in tests)
+    both = [v for v, _ in tests]
+    row["verdict"] = ("holds" if all(v == "holds" for v in both) else "contradicted" if "contradicted" in both
+                      else both[0] if both[0].startswith("no verdict") else "not shown")
+    row["end_summaries"] = [end["epe"] for end in ends]
+    return row
+
+
+def _group(row: Mapping, which: str) -> str:
+    return f"{row[which]}: {mean_std_text(row[which + '_summary'], row['factor'], row['digits'])}"
+
+
+def claims_markdown(rows: Sequence[Mapping]) -> str:
+    """The claims table: claim | paper (reported) | measure | ours A | ours B | p | verdict, then the rule."""
+    lines = ["| claim | paper (reported) | measure | ours | compared with | p (one-sided) | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = "-" if r["p"] is None or math.isnan(r["p"]) else f"{r['p']:.3f}"
+        lines.append(f"| {r['claim']} | {r['paper']} | {r['measure']} | {_group(r, 'a')} | {_group(r, 'b')} | {p} | "
+                     f"**{r['verdict']}** |")
+    return "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+
+
+def save_claims(rows: Sequence[Mapping], folder: str | Path) -> tuple[Path, Path]:
+    """claims.json and claims.md in `folder` (atomic writes)."""
+    folder = Path(folder)
+    json_path = save_json({"rule": VERDICT_RULE, "alpha": ALPHA, "rows": list(rows)}, folder / "claims.json")
+    with atomic_write(folder / "claims.md", "w") as handle:
+        handle.write(claims_markdown(rows))
+    return json_path, folder / "claims.md"

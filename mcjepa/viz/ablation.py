@@ -1,0 +1,352 @@
+"""Figures of the ablations (paper Fig. 5 and the VC ablation) from stored sweep points (mcjepa.ablations).
+
+Every figure reads point files only (their numbers and `feat_std_series`), so the committed points redraw the
+figures in a fresh clone without the training runs. Seeds of one value are drawn as small dots around their
+mean ± std (error bar).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..ablations import (ABLATIONS, FIG5_PANELS, LABELS, PAPER_TRENDS, VC_COLUMNS, XSCALES, by_value, check_ablation,
+                         collect, describe_sweep, point_name, points_markdown, sweep_markdown, trends_markdown,
+                         vc_markdown, vc_rows)
+from ..claims import claims_markdown, save_claims
+from ..experiments import resolve_dir, save_json
+from ..utils import atomic_write
+from .notebook_figures import show
+from .plots import save_figure
+
+
+def _means(rows: Sequence[Mapping], key: str, factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.array([r[key]["mean"] * factor if r[key]["n"] else np.nan for r in rows], dtype=np.float64)
+    std = np.array([r[key]["std"] * factor if r[key]["std"] is not None else 0.0 for r in rows], dtype=np.float64)
+    return mean, std
+
+
+def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, title: str | None = None) -> list:
+    """Fig. 5 panel on `ax`: flow EPE on the left axis (C0, o-), linear-probe mIoU in percent on a twin right
+    axis (C1, s--), against the ablated value: mean over seeds with a ± std error bar, each seed a small dot;
+    symlog x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross. No points: a
+    message. Returns the legend handles (the caller places the legend below the panels)."""
+    check_ablation(ablation)
+    ax.set_title(title or LABELS[ablation], fontsize=10)
+    ax.set_xlabel(LABELS[ablation])
+    if not points:
+        ax.text(0.5, 0.5, f"no points yet\n(run the {ablation} ablation notebook)", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return []
+    rows = by_value(points)
+    x = np.array([r["value"] for r in rows], dtype=np.float64)
+    if XSCALES[ablation] == "symlog":
+        positive = np.abs(x[x != 0])
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.3)
+    right = ax.twinx()
+    handles, spans = [], []
+    for axis, key, factor, colour, style, name, dy, digits, min_span in (
+            (ax, "epe", 1.0, "C0", "o-", "flow EPE (px)", 7, 2, 0.5),
+            (right, "miou", 100.0, "C1", "s--", "linear-probe mIoU (%)", -13, 1, 5.0)):
+        mean, std = _means(rows, key, factor)
+        n = max(r[key]["n"] for r in rows)
+        label = f"{name}, mean ± std over seeds" if n > 1 else name
+        handles.append(axis.errorbar(x, mean, yerr=std, fmt=style, color=colour, markersize=8 if key == "epe" else 5,
+                                     capsize=3, label=label))
+        seeds = [(xv, v * factor) for xv, r in zip(x, rows) for v in r[key]["values"]]
+        if n > 1 and seeds:
+            axis.plot(*zip(*seeds), ".", color=colour, alpha=0.45, markersize=4)
+        for xv, yv in zip(x, mean):  # the means, EPE above and mIoU below their markers
+            if np.isfinite(yv):
+                axis.annotate(f"{yv:.{digits}f}", (xv, yv), textcoords="offset points", xytext=(0, dy),
+                              ha="center", fontsize=7, color=colour)
+        axis.set_ylabel(name, color=colour)
+        axis.tick_params(axis="y", colors=colour)
+        values = np.concatenate([mean - std, mean + std, [v for _, v in seeds]]) if seeds else mean
+        spans.append((axis, values[np.isfinite(values)], min_span))
+    bad = np.array([r["diverged"] > 0 for r in rows])
+    if bad.any():
+        epe, _ = _means(rows, "epe")
+        y = np.where(np.isfinite(epe[bad]), epe[bad], np.nanmean(epe) if np.isfinite(epe).any() else 0.0)
+        handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
+                           label="a seed diverged (last good checkpoint)")
+    # a minimum visible span per axis (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
+    for axis, finite, min_span in spans:
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            centre, span = (lo + hi) / 2, max(1.3 * (hi - lo), min_span)
+            axis.set_ylim(centre - span / 2, centre + span / 2)
+    return handles
+
+
+def _legend_below(fig: Figure, handles: list) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+
+
+def _scale_text(sweeps: Sequence[Sequence[Mapping]]) -> str:
+    """'tiny scale, embedded data, 3 seed(s) per value' for the points of one or more sweeps."""
+    points = [p for sweep in sweeps for p in sweep]
+    scales = sorted({str(p.get("scale", "?")) for p in points})
+    data = "embedded data" if scales == ["tiny"] else "paper data"
+    seeds = sorted({len(r["seeds"]) for sweep in sweeps for r in by_value(sweep)})
+    return f"{'/'.join(scales)} scale, {data}, {'/'.join(map(str, seeds))} seed(s) per value" if scales else "no points"
+
+
+def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
+    """One ablation's points so far (the per-point notebooks' figure)."""
+    points = collect(ablation, figures_dir, recipe)
+    fig = Figure(figsize=(5.8, 4.1), layout="constrained")
+    handles = draw_ablation_panel(fig.subplots(), points, ablation,
+                                  title=f"{LABELS[ablation]}: {len(points)} run{'s' * (len(points) != 1)}"
+                                        f"\n({_scale_text([points])})")
+    _legend_below(fig, handles)
+    return fig
+
+
+def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
+    """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, each with flow EPE
+    (left axis) and linear-probe mIoU (right axis), mean ± std over seeds, against the parameter."""
+    fig = Figure(figsize=(15.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(FIG5_PANELS))
+    sweeps, handles = [], {}
+    for number, (ax, ablation) in enumerate(zip(axes, FIG5_PANELS), start=1):
+        points = collect(ablation, figures_dir, recipe)
+        sweeps.append(points)
+        for handle in draw_ablation_panel(ax, points, ablation, title=f"5-{number}: {LABELS[ablation]}"):
+            handles.setdefault(handle.get_label(), handle)
+    _legend_below(fig, list(handles.values()))
+    fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text(sweeps)}): flow EPE lower is better, "
+                 f"mIoU higher is better", fontsize=11)
+    return fig
+
+
+def _std_axis(ax, values: np.ndarray) -> None:
+    """Log y-axis spanning at least [0.1, 1] (so that healthy runs look flat and collapsed ones fall away,
+    on the same scale in every figure), with the VC target gamma = 1 dotted."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values) & (values > 0)]
+    ax.set_yscale("log")
+    if values.size:
+        ax.set_ylim(min(values.min(), 0.1) / 1.5, max(values.max(), 1.0) * 1.5)
+    ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1.0, label="VC target $\\gamma$ = 1")
+
+
+def plot_feature_std(point: Mapping, title: str | None = None, floor: float | None = None) -> Figure:
+    """Per-level feature std of frame-1 features against the training step (log y) from a point's
+    `feat_std_series`: a level collapsing towards 0 or exploding is the instability the VC regulariser
+    prevents. A diverged point gets a red line at its step; `floor` draws the collapse guard's threshold."""
+    series = point.get("feat_std_series") or {}
+    strides = list(point.get("flow_levels_strides") or [])
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    if not series:
+        ax.text(0.5, 0.5, "no feature std logged\n(no metrics, or the flow losses never switched on)",
+                ha="center", va="center", transform=ax.transAxes, color="0.4")
+    for index, (level, pairs) in enumerate(sorted(series.items())):
+        steps, values = np.array(pairs, dtype=np.float64).T
+        name = f"level {level}" + (f" (stride {strides[int(level)]})" if level.isdigit() and int(level) < len(strides)
+                                   else "")
+        ax.plot(steps, values, "-", color=f"C{index % 10}", linewidth=1.5, label=name)
+    if series and all(np.array(p)[:, 1].min() > 0 for p in series.values()):
+        _std_axis(ax, np.concatenate([np.array(p)[:, 1] for p in series.values()] + [[floor or 1.0]]))
+    if floor:
+        ax.axhline(floor, color="red", linestyle=":", linewidth=1.2, label=f"collapse guard ({floor:g})")
+    if point.get("diverged_step") is not None:
+        step = point["diverged_step"]
+        ax.axvline(step, color="red", linestyle="--", linewidth=1.2, label=f"stopped (step {step})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("feature std (mean over channels)")
+    ax.grid(True, alpha=0.3, which="both")
+    if ax.get_lines():
+        ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or f"feature std per flow level: {Path(str(point.get('run_dir', ''))).name}", fontsize=10)
+    return fig
+
+
+def lowest_std_curve(point: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, min over levels of the feature std at that step) from a point's `feat_std_series`."""
+    by_step: dict[float, float] = {}
+    for pairs in (point.get("feat_std_series") or {}).values():
+        for step, value in pairs:
+            by_step[step] = min(value, by_step.get(step, np.inf))
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+
+def plot_vc_stability(points: Sequence[Mapping], title: str | None = None) -> Figure:
+    """Minimum-over-levels feature std against the step, one line per point (vc = 0 dashed, one colour per
+    vc value, one line per seed)."""
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    colours = {value: f"C{i % 10}" for i, value in enumerate(sorted({float(p["value"]) for p in points}))}
+    labelled = set()
+    for p in points:
+        steps, lowest = lowest_std_curve(p)
+        if not steps.size:
+            continue
+        value = float(p["value"])
+        label = None if value in labelled else f"vc = {value:g}"
+        labelled.add(value)
+        ax.plot(steps, lowest, "--" if value == 0 else "-", color=colours[value], linewidth=1.4, alpha=0.85,
+                label=label)
+        if p.get("diverged"):
+            ax.plot(steps[-1], lowest[-1], "x", color="red", markersize=9, markeredgewidth=2)
+    if labelled:
+        _std_axis(ax, np.concatenate([line.get_ydata() for line in ax.get_lines()]))
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no vc points with feature std yet\n(run 07_ablation_vc)", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("min over levels of feature std")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.set_title(title or "VC regulariser: the lowest per-level feature std during training (one line per seed)",
+                 fontsize=10)
+    return fig
+
+
+def plot_vc_table(points: Sequence[Mapping]) -> Figure:
+    """The VC table (`mcjepa.ablations.vc_rows`) as a figure, our rows highlighted."""
+    rows = vc_rows(points)
+    fig = Figure(figsize=(12.5, 0.3 * (len(rows) + 1) + 0.45), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    table = ax.table(cellText=[r for r, _ in rows], colLabels=list(VC_COLUMNS), cellLoc="center", bbox=[0, 0, 1, 1],
+                     colWidths=[0.4, 0.13, 0.12, 0.12, 0.14, 0.09])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (r, _), cell in table.get_celld().items():
+        if r == 0:
+            cell.set_facecolor("#dddddd")
+        elif rows[r - 1][1]:
+            cell.set_facecolor("#fff2b3")
+    ax.set_title("VC-regulariser ablation: ours (highlighted; mean ± std over seeds, not paper scale) vs paper "
+                 "(reported)", fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- claims
+VERDICT_COLOURS = {"holds": "#2a9d3a", "contradicted": "#c0392b"}
+
+
+def plot_claims(rows: Sequence[Mapping]) -> Figure:
+    """One panel per claims-table row (mcjepa.claims.claims): the per-seed values of both groups as dots, their
+    mean ± std as an error bar, and the verdict with its one-sided Welch p in the title (green holds, red
+    contradicted, grey otherwise)."""
+    columns = 3
+    lines = max(1, -(-len(rows) // columns))
+    fig = Figure(figsize=(4.6 * columns, 3.0 * lines), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(lines, columns)).ravel()
+    for ax, row in zip(axes, rows):
+        factor = row.get("factor", 1.0)
+        for x, which in enumerate(("a", "b")):
+            summary = row[f"{which}_summary"]
+            values = np.array(summary["values"], dtype=np.float64) * factor
+            jitter = np.linspace(-0.08, 0.08, values.size) if values.size > 1 else np.zeros(values.size)
+            ax.plot(x + jitter, values, "o", color=f"C{x}", alpha=0.55, markersize=5)
+            if summary["n"]:
+                ax.errorbar(x + 0.22, summary["mean"] * factor, yerr=(summary["std"] or 0.0) * factor, fmt="s",
+                            color=f"C{x}", capsize=4, markersize=6)
+        ax.set_xticks([0, 1], [row["a"], row["b"]], fontsize=8)
+        ax.set_xlim(-0.5, 1.6)
+        ax.set_ylabel(row["measure"].split(":")[0], fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+        p = row.get("p")
+        p_text = "" if p is None or not np.isfinite(p) else f", p = {p:.3f}"
+        colour = next((c for key, c in VERDICT_COLOURS.items() if row["verdict"].startswith(key)), "0.35")
+        ax.set_title(f"{row['claim'][:4].strip()} {row['measure'].split(':')[0]}\n{row['verdict']}{p_text}",
+                     fontsize=8.5, color=colour)
+    for ax in axes[len(rows):]:
+        ax.axis("off")
+    if not rows:
+        axes[0].text(0.5, 0.5, "no claims rows", ha="center", va="center", transform=axes[0].transAxes)
+    fig.suptitle("The paper's claims at this scale: per-seed values (dots) and mean ± std (squares); "
+                 "verdict by Welch's t test, one-sided, 5 %", fontsize=10)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- notebook reports
+def _markdown(text: str) -> None:
+    from IPython.display import Markdown, display  # deferred: IPython comes with the notebooks extra
+
+    display(Markdown(text))
+
+
+def _figure(fig: Figure, path: Path) -> Path:
+    save_figure(fig, path)
+    show(fig)
+    return path
+
+
+def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None = None) -> Path:
+    """What an ablation notebook (04-07) shows for its point: the point's row, its divergence message if any,
+    the sweep so far (mean ± std over seeds per value, ours vs the paper's trend) and the sweep figure, saved as
+    `figures_dir/<notebook>/<ablation>_points.png`; for the vc ablation also this run's feature std per level
+    (`feature_std_vc_<point name>.png`) and the lowest std of every vc point (`vc_stability.png`). Returns the
+    notebook's figure folder."""
+    ablation = point["ablation"]
+    folder = resolve_dir(figures_dir, "figures") / notebook
+    _markdown(f"**This point** (`{ABLATIONS[ablation]}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
+              + points_markdown([point]))
+    if point.get("diverged"):
+        print("STOPPED:", point["diverged_message"])
+    points = collect(ablation, figures_dir, recipe=point["recipe_hash"])
+    _markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
+              f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
+    _figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]), folder / f"{ablation}_points.png")
+    if ablation == "vc":
+        name = Path(str(point.get("run_dir", ""))).name
+        floor = (point.get("overrides") or {}).get("train.min_feature_std")
+        _figure(plot_feature_std(point, floor=floor, title=f"vc = {point['value']:g}, seed {point.get('seed', 0)}: "
+                                                             f"feature std per flow level ({name})"),
+                folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}.png")
+        _figure(plot_vc_stability(points), folder / "vc_stability.png")
+    return folder
+
+
+
+def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder: Path,
+                     guard_recipe: str | None = None) -> dict:
+    """What notebook 08 shows of the sweeps: every stored point of the recipe (one table per ablation, and all
+    of them in `ablation_points.json`), Fig. 5 (`fig5_ablations.png`), the paper's trends beside ours, the VC
+    table (`vc_table.md` / `.png`), the lowest feature std of every vc run (`vc_stability.png`) and, with
+    `guard_recipe`, the collapse-guarded vc runs of the instability setting (`instability.png`). Returns the
+    points by ablation."""
+    points = {ablation: collect(ablation, figures_dir, recipe) for ablation in ABLATIONS}
+    for ablation, found in points.items():
+        _markdown(f"**{LABELS[ablation]}** (`{ABLATIONS[ablation]}`)\n\n" + sweep_markdown(found))
+    save_json({"recipe": recipe, "points": points, "paper_trends": PAPER_TRENDS}, folder / "ablation_points.json")
+    _figure(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")
+    _markdown(trends_markdown(figures_dir, recipe))
+    markdown = vc_markdown(points["vc"])
+    _markdown(markdown)
+    with atomic_write(folder / "vc_table.md", "w") as handle:
+        handle.write(markdown)
+    _figure(plot_vc_table(points["vc"]), folder / "vc_table.png")
+    _figure(plot_vc_stability(points["vc"]), folder / "vc_stability.png")
+    if guard_recipe is not None:
+        guarded = collect("vc", figures_dir, guard_recipe)
+        for p in guarded:
+            print(f"vc = {p['value']:g}, seed {p.get('seed', 0)}: "
+                  + (f"STOPPED by the guard: {p['diverged_message']}" if p.get("diverged") else "not stopped"))
+        _figure(plot_vc_stability(guarded + [p for p in points["vc"] if p["value"] != 0],
+                                  title="instability setting: vc = 0 with the collapse guard vs vc on (no guard)"),
+                folder / "instability.png")
+    return points
+
+
+def report_claims(rows: Sequence[Mapping], folder: Path) -> None:
+    """What notebook 08 shows of the claims: the table with verdicts (`claims.md`, `claims.json`) and one panel
+    per row (`claims.png`)."""
+    save_claims(rows, folder)
+    _markdown(claims_markdown(rows))
+    _figure(plot_claims(rows), folder / "claims.png")

@@ -1,0 +1,131 @@
+"""mcjepa.claims: Welch's test against a hand computation, the verdict rule on constructed cases, claim (iv),
+the method-run evaluations (cached by config hash; nothing trained when train=False) and the claims table
+from hand-written points and results."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from mcjepa import claims as claims_module
+from mcjepa.ablations import base_config
+from mcjepa.claims import (claims, claims_markdown, cycle_claim, method_result, result_path, save_claims, verdict,
+                           welch)
+from mcjepa.experiments import config_hash, run_config, run_dir
+from tests.test_ablations import write_point
+
+
+def test_welch_matches_a_hand_computation():
+    a, b = [1.0, 2.0, 4.0], [3.0, 5.0, 6.0, 8.0]
+    ma, mb = sum(a) / 3, sum(b) / 4
+    va = sum((x - ma) ** 2 for x in a) / 2
+    vb = sum((x - mb) ** 2 for x in b) / 3
+    se2 = va / 3 + vb / 4
+    t = (ma - mb) / math.sqrt(se2)
+    df = se2 ** 2 / ((va / 3) ** 2 / 2 + (vb / 4) ** 2 / 3)  # Welch-Satterthwaite
+    test = welch(a, b)
+    assert test["t"] == pytest.approx(t)
+    assert test["p_less"] == pytest.approx(stats.t.cdf(t, df)) and test["p_greater"] == pytest.approx(stats.t.sf(t, df))
+    assert math.isnan(welch([1.0], b)["p_less"]) and math.isnan(welch([1.0, 1.0], [1.0, 1.0])["p_less"])
+
+
+@pytest.mark.parametrize("a, b, lower, kind, expected", [
+    ([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], True, "better", "holds"),          # A clearly lower, lower is better
+    ([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], False, "better", "contradicted"),  # A clearly lower, higher is better
+    ([1.0, 1.5, 0.5], [1.1, 0.6, 1.6], True, "better", "not shown"),      # overlapping
+    ([1.0, 1.5, 0.5], [1.1, 0.6, 1.6], True, "not worse", "holds (not worse)"),
+    ([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], True, "not worse", "contradicted"),
+    ([1.0], [2.0, 2.1], True, "better", "no verdict (n = 1 and 2; 2 per group needed)"),
+])
+def test_verdict_rule(a, b, lower, kind, expected):
+    result, p = verdict(a, b, lower, kind)
+    assert result == expected
+    if len(a) > 1:
+        assert 0 <= p <= 1
+    with pytest.raises(ValueError, match="kind"):
+        verdict(a, b, lower, "maybe")
+
+
+def test_cycle_claim_needs_an_interior_minimum_better_than_both_ends(tmp_path):
+    def sweep(epes):
+        return [write_point(tmp_path / str(epes), "cycle", v, e + d, 0.2, seed=s)
+                for v, e in zip((0.0, 0.1, 1.0), epes) for s, d in enumerate((-0.05, 0.0, 0.05))]
+
+    assert cycle_claim(sweep((2.0, 1.0, 2.0)))["verdict"] == "holds"
+    assert cycle_claim(sweep((2.0, 1.99, 1.0)))["verdict"].startswith("not shown (lowest mean EPE at the end")
+    assert cycle_claim(sweep((2.0, 1.98, 2.0)))["verdict"] == "not shown"
+    assert cycle_claim(sweep((2.0, 1.0, 2.0))[:6])["verdict"] == "no verdict (2 values; 3 needed)"
+
+
+class FakeEvaluation:
+    def __init__(self, monkeypatch, finished=True):
+        self.trained, self.calls = [], []
+        monkeypatch.setattr(claims_module, "is_finished", lambda folder, cfg: finished or folder in self.trained)
+        monkeypatch.setattr(claims_module, "ensure_run", lambda cfg, **kw: self.trained.append(run_dir(cfg, kw["runs_dir"])))
+        monkeypatch.setattr(claims_module, "evaluate_run", self.evaluate_run)
+
+    def evaluate_run(self, folder, tasks, flow_dataset="embedded", **kwargs):
+        self.calls.append((tuple(tasks), flow_dataset))
+        out = {}
+        if "flow" in tasks:
+            out["flow"] = {"epe": {"embedded": 1.5, "motorcycle": 4.0}[flow_dataset], "fl": 10.0}
+        if "segmentation" in tasks:
+            out["segmentation"] = {"miou": 0.16}
+        if "davis" in tasks:
+            out["davis"] = {"JF_mean": 0.4}
+        return out
+
+
+def test_method_result_evaluates_once_and_reads_back(tmp_path, monkeypatch):
+    fake = FakeEvaluation(monkeypatch)
+    result = method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    path = result_path("mc-jepa", 1, tmp_path)
+    assert path == tmp_path / "claims" / "runs" / "mc-jepa_seed1.json" and json.loads(path.read_text()) == result
+    assert result["config_hash"] == config_hash(run_config("tiny", "mc-jepa", {}, seed=1))
+    assert (result["epe/embedded"], result["epe/motorcycle"], result["miou"], result["jf"]) == (1.5, 4.0, 0.16, 0.4)
+    assert fake.calls == [(("segmentation", "davis"), "embedded"), (("flow",), "embedded"), (("flow",), "motorcycle")]
+    assert method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path) == result
+    assert len(fake.calls) == 3  # cached
+    vicreg = method_result("vicreg", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    assert vicreg["flow"] == {} and "epe/embedded" not in vicreg
+    with pytest.raises(ValueError, match="unknown method"):
+        method_result("raft", 0, figures_dir=tmp_path)
+
+
+def test_missing_runs_are_not_trained_unless_asked(tmp_path, monkeypatch):
+    fake = FakeEvaluation(monkeypatch, finished=False)
+    assert method_result("m-jepa", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path, train=False) is None
+    assert fake.trained == [] and fake.calls == []
+    assert method_result("m-jepa", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path, train=True)["miou"] == 0.16
+    assert len(fake.trained) == 1
+
+
+def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
+    FakeEvaluation(monkeypatch, finished=False)  # nothing can be evaluated: only stored results count
+    for method, epes in (("mc-jepa", (1.50, 1.52, 1.48)), ("m-jepa", (1.40, 1.41, 1.39))):
+        for seed, epe in enumerate(epes):
+            cfg = run_config("tiny", method, {}, seed=seed)
+            data = {"format": 1, "config_hash": config_hash(cfg), "epe/embedded": epe, "epe/motorcycle": 4.0 + seed,
+                    "miou": 0.16 + 0.01 * seed, "jf": 0.45}
+            result_path(method, seed, tmp_path).parent.mkdir(parents=True, exist_ok=True)
+            result_path(method, seed, tmp_path).write_text(json.dumps(data))
+    recipe = config_hash(base_config("tiny"))
+    preset_vc = base_config("tiny").loss.vc
+    for seed in range(3):
+        write_point(tmp_path, "vc", preset_vc, 1.5, 0.16, recipe=recipe, seed=seed, jf=0.45)
+        write_point(tmp_path, "vc", 0.0, 2.0 + 0.1 * seed, 0.14, recipe=recipe, seed=seed, jf=0.40)
+    rows = claims(tmp_path, runs_dir=tmp_path / "runs")
+    by_measure = {(r["claim"][:5], r["measure"]): r for r in rows}
+    embedded = by_measure[("(i) M", "flow EPE (px), embedded")]
+    assert embedded["verdict"] == "contradicted" and embedded["a_summary"]["n"] == 3
+    assert by_measure[("(i) M", "flow EPE (px), motorcycle")]["verdict"] == "holds (not worse)"
+    miou = by_measure[("(ii) ", "linear-probe mIoU (%)")]
+    assert miou["b_summary"]["n"] == 0 and miou["verdict"].startswith("no verdict")  # no VICReg results stored
+    assert by_measure[("(iii)", "flow EPE (px)")]["verdict"] == "holds"
+    assert by_measure[("(iii)", "lowest per-level feature std")]["verdict"] == "no verdict (no spread in either group)"
+    assert rows[-1]["verdict"] == "no verdict (0 values; 3 needed)"
+    markdown = claims_markdown(rows)
+    assert "| **contradicted** |" in markdown and "1.50 ± 0.02 (n=3)" in markdown and "Welch" in markdown
+    json_path, md_path = save_claims(rows, tmp_path / "out")
+    assert json.loads(json_path.read_text())["rows"][0]["verdict"] == "contradicted" and md_path.read_text() == markdown
