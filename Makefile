@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SMOKE_DIR := build/notebook_smoke
 
-.PHONY: setup demo test smoke-notebooks clean-smoke
+.PHONY: setup demo reproduce test smoke-notebooks clean-smoke
 
 setup: $(VENV)/.installed
 
@@ -20,12 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m mcjepa.notebooks run --profile tiny
+	$(PY) -m mcjepa.reproduce run --profile tiny
+
+# The full reproduction: every method and sweep point with 3 seeds (hours on 2 cores; resumable, see README).
+reproduce: setup
+	$(PY) -m mcjepa.reproduce run --profile full
 
 # nbval: every cell must run; cells marked `# NBVAL_CHECK_OUTPUT` must also print what is stored in the notebook
 # (refresh with `python -m mcjepa.notebook_outputs`). tests/browser needs the system `chromium` (.ci/run installs it).
 test: setup
 	rm -rf $(SMOKE_DIR)
-	$(PY) -m mcjepa.notebooks prepare --profile smoke --out $(SMOKE_DIR)
+	$(PY) -m mcjepa.reproduce prepare --profile smoke --out $(SMOKE_DIR)
 	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
 		-p no:cacheprovider --durations=8

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .notebooks import NOTEBOOKS, SMOKE, notebook_path
+from .reproduce import NOTEBOOKS, SMOKE, notebook_path
 
 MARKER = "# NBVAL_CHECK_OUTPUT"
 TEXT_MIMES = ("text/plain", "text/markdown")

@@ -8,7 +8,7 @@ import pytest
 
 from mcjepa.experiments import project_root
 from mcjepa.notebook_outputs import MARKER, _text_only, checked_cells, stored_outputs_problems
-from mcjepa.notebooks import NOTEBOOKS, notebook_path
+from mcjepa.reproduce import NOTEBOOKS, notebook_path
 
 NAMES = [name for name, _ in NOTEBOOKS]
 

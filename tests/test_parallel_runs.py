@@ -3,10 +3,14 @@ the train-only motion range of the embedded data leaves the held-out pairs uncha
 
 import json
 
+import pytest
+
 from mcjepa.config import tiny
 from mcjepa.data.registry import embedded_scene, flow_dataset
 from mcjepa.experiments import ensure_runs, is_finished, run_dir, run_status
-from mcjepa.notebooks import SWEEP_SCHEDULE, SWEEPS, _profile_parameters, profile_runs
+from mcjepa.ablations import point_config
+from mcjepa.experiments import config_hash
+from mcjepa.reproduce import FULL_SEEDS, FULL_SWEEPS, SWEEP_NOTEBOOKS, check_profile, notebook_jobs, profile_runs
 from tests.test_trainer import micro_config
 
 
@@ -26,18 +30,40 @@ def test_two_runs_in_two_workers_duplicates_once_and_cache_reused(tmp_path, caps
     assert (run_dir(a, tmp_path) / "done.json").stat().st_mtime_ns == stamp  # not retrained
 
 
-def test_profile_runs_cover_the_main_runs_and_every_sweep_point_at_the_sweep_length():
-    configs = profile_runs("tiny")
-    methods = [c.train.method for c in configs]
-    assert methods.count("m-jepa") == 1 and methods.count("vicreg") == 1
-    assert len(configs) == 3 + sum(len(values) for _, values in SWEEPS.values())
-    sweep_steps = SWEEP_SCHEDULE["epochs"] * SWEEP_SCHEDULE["steps_per_epoch"]
-    assert [c.total_steps for c in configs[3:]] == [sweep_steps] * (len(configs) - 3)
-    assert configs[0].total_steps == tiny().total_steps
-    # the notebooks get the same schedule: sweeps and the plots notebook, not the main runs
-    assert _profile_parameters("tiny", None, "04_ablation_cycle") == SWEEP_SCHEDULE
-    assert _profile_parameters("tiny", None, "08_ablation_plots") == SWEEP_SCHEDULE
-    assert _profile_parameters("tiny", None, "03_train_mc_jepa") == {}
+def test_profiles_cover_the_main_runs_and_every_sweep_point_with_seeds():
+    tiny_runs = profile_runs("tiny")
+    assert [c.train.method for c in tiny_runs] == ["mc-jepa", "m-jepa", "vicreg"]
+    assert all(c.train.seed == 0 and c.total_steps == tiny().total_steps for c in tiny_runs)
+    full = profile_runs("full")
+    methods = [c.train.method for c in full]
+    assert methods.count("m-jepa") == methods.count("vicreg") == len(FULL_SEEDS)
+    points = sum(map(len, FULL_SWEEPS.values())) + len(FULL_SWEEPS["vc"])  # the vc sweep twice: instability
+    assert len(full) == 3 * len(FULL_SEEDS) + points * len(FULL_SEEDS)
+    # every preset value is in its sweep, so the base point of each sweep is notebook 03's MC-JEPA run
+    unique = {config_hash(c) for c in full}
+    assert len(unique) == 3 * len(FULL_SEEDS) + (points - 4) * len(FULL_SEEDS)
+    guarded = [c for c in full if c.train.min_feature_std > 0]
+    assert len(guarded) == len(FULL_SWEEPS["vc"]) * len(FULL_SEEDS) and all(c.loss.regression == 1.0 for c in guarded)
+    # the claims' runs come first: the main runs, then vc, then cycle
+    assert [c.train.method for c in full[:9]] == ["mc-jepa", "m-jepa", "vicreg"] * 3
+    assert config_hash(full[9]) == config_hash(point_config("vc", FULL_SWEEPS["vc"][0], "tiny", seed=0))
+    assert all(c.total_steps == tiny().total_steps for c in full)
+
+
+def test_notebook_jobs_per_profile(tmp_path):
+    tiny_jobs = notebook_jobs("tiny")
+    assert not any(name in SWEEP_NOTEBOOKS for name, _ in tiny_jobs) and len(tiny_jobs) == 11
+    assert all(parameters == {} for _, parameters in tiny_jobs)
+    full = notebook_jobs("full")
+    cycle = [p for name, p in full if name == "04_ablation_cycle"]
+    assert len(cycle) == len(FULL_SWEEPS["cycle"]) * len(FULL_SEEDS)
+    assert {"coef": 0.3, "seed": 2} in cycle
+    vc = [p for name, p in full if name == "07_ablation_vc"]
+    assert {"vc": 0.0, "seed": 1, "instability": True} in vc and {"vc": 0.0, "seed": 1} in vc
+    smoke = dict(notebook_jobs("smoke", tmp_path))
+    assert smoke["04_ablation_cycle"]["runs_dir"] == str(tmp_path / "runs") and smoke["01_train_m_jepa"]["epochs"] == 1
+    with pytest.raises(ValueError, match="unknown profile"):
+        check_profile("huge")
 
 
 def test_train_motion_range_changes_training_pairs_only():

@@ -100,7 +100,7 @@ def test_notebook_run_parameters_edges():
 
 
 def test_misspelled_notebook_parameter_is_rejected(tmp_path):
-    from mcjepa.notebooks import execute_checked, notebook_path
+    from mcjepa.reproduce import execute_checked, notebook_path
 
     path = str(notebook_path("04_ablation_cycle"))
     with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) \['cofe'\]; valid: .*'coef'"):

@@ -63,7 +63,7 @@ def _prepare_notebook(folder: Path) -> Path:
     """Notebook 14 with the smoke parameters, its runs and figures under `folder` (as `make test` prepares it)."""
     import papermill
 
-    from mcjepa.notebooks import SMOKE, notebook_path
+    from mcjepa.reproduce import SMOKE, notebook_path
 
     target = folder / f"{NOTEBOOK}.ipynb"
     papermill.execute_notebook(str(notebook_path(NOTEBOOK)), str(target), prepare_only=True,

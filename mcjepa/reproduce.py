@@ -1,0 +1,271 @@
+"""Reproduce the paper's tables and figures by running the kit's notebooks: `python -m mcjepa.reproduce ...`.
+
+    run --profile tiny        `make demo`: the three main runs (seed 0) trained in parallel, then every notebook
+                              but the per-point sweeps 04-07 (Fig. 5 and the claims table of 08 are drawn from the
+                              stored points); executed notebooks in outputs/notebooks/, figures in figures/
+    run --profile full        `make reproduce`: every method and every sweep point of `FULL_SWEEPS` with seeds
+                              0, 1, 2, trained in parallel, evaluated, then every notebook; cached and resumable
+                              (an interrupted profile only does what is left). --trained-only evaluates what is
+                              trained and trains nothing
+    prepare --profile smoke --out DIR
+                              parameter-injected copies (not executed) for nbval: a few training steps each,
+                              figures and runs written under DIR so the committed figures stay untouched
+    list                      the notebooks and what each reproduces
+
+A sweep point is one papermill run of an ablation notebook with one parameter value and one seed. Training
+runs are cached by config (mcjepa.experiments), evaluations by config hash (point and result files), so
+re-running only does new work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent import futures
+from pathlib import Path
+
+from .ablations import INSTABILITY, point_config
+from .claims import METHODS, method_result
+from .config import Config
+from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir
+
+NOTEBOOKS = (
+    ("00_data_tour", "the data: embedded sequences/stills with exact GT, and the offline real sources"),
+    ("01_train_m_jepa", "M-JEPA training (flow only): loss curves, predicted vs true flow, EPE"),
+    ("02_train_vicreg", "VICReg training (content only): loss curves, feature statistics"),
+    ("03_train_mc_jepa", "MC-JEPA training (flow + content, shared encoder)"),
+    ("04_ablation_cycle", "Fig. 5-2: one point of the cycle-consistency coefficient sweep (parameters coef, seed)"),
+    ("05_ablation_flow_start", "Fig. 5-1: one point of the flow start epoch sweep (parameters flow_start_epoch, seed)"),
+    ("06_ablation_balance", "Fig. 5-3: one point of the multi-task balance sweep (parameters balance, seed)"),
+    ("07_ablation_vc", "VC-regulariser ablation: stability with/without it (parameters vc, seed)"),
+    ("08_ablation_plots", "Fig. 5 (mean +/- std over seeds), the VC table and the claims table with verdicts"),
+    ("09_eval_flow", "Flow table (Table 1 in kind): EPE/Fl on embedded + Motorcycle (KITTI/Sintel at paper scale)"),
+    ("10_eval_segmentation", "Segmentation table: frozen linear probe mIoU"),
+    ("11_eval_davis", "DAVIS 2017 label propagation J&F (embedded sequences at tiny scale)"),
+    ("12_fig_flow", "Fig. 3 in kind: image, MC-JEPA flow, M-JEPA flow, ground truth"),
+    ("13_fig_video_segmentation", "Fig. 4 in kind: propagated masks at frames 1, 10, 25, 50"),
+    ("14_inspectors", "Interactive flow and segmentation inspectors (ipywidgets)"),
+)
+SWEEP_NOTEBOOKS = {"04_ablation_cycle": ("cycle", "coef"), "05_ablation_flow_start": ("flow_start", "flow_start_epoch"),
+                   "06_ablation_balance": ("balance", "balance"), "07_ablation_vc": ("vc", "vc")}
+
+# The full profile's sweeps: each holds the tiny preset's value (cycle 0.1, flow start 1, balance 0.1, vc 0.1),
+# so the base point of every sweep is the MC-JEPA run of notebook 03. vc = 0 leaves only VICReg's own
+# variance-covariance terms on the pooled embedding ("pooled only"); vc > 0 adds them on every flow level.
+FULL_SWEEPS = {
+    "cycle": (0.0, 0.01, 0.03, 0.1, 0.3, 1.0),
+    "flow_start": (0.0, 1.0, 3.0, 6.0, 9.0),  # epochs of the 10-epoch tiny run
+    "balance": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "vc": (0.0, 0.1),
+}
+FULL_SEEDS = (0, 1, 2)
+# The order in which the full profile trains its runs: the claims' runs first, so that an interrupted profile
+# has measured the claims before the rest of Fig. 5. "instability" is the vc sweep in the instability setting
+# of claim (iii) (mcjepa.ablations.INSTABILITY: notebook 07 with instability=True).
+TRAINING_ORDER = ("vc", "instability", "cycle", "balance", "flow_start")
+SMOKE = {"epochs": 1, "steps_per_epoch": 4}  # a few steps: the notebooks' code paths, not their results
+EVAL_EVERY = 50  # the notebooks' default `eval_every`: runs trained ahead log the same validation curve
+DEMO_SKIPS = tuple(SWEEP_NOTEBOOKS)  # `make demo` draws Fig. 5 from the stored points instead
+
+
+def notebook_path(name: str) -> Path:
+    path = project_root() / "notebooks" / f"{name}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {path} is missing")
+    return path
+
+
+def notebook_parameters(path: Path) -> dict:
+    """Default values of the cell tagged `parameters` (papermill's own inspection)."""
+    import papermill  # deferred: papermill and its kernel machinery are only needed to execute notebooks
+
+    return {name: info for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def execute_checked(path: str, target: str, parameters: dict | None = None, **options):
+    """`papermill.execute_notebook`, but an unknown parameter is an error (papermill only warns and runs the
+    notebook's default). Parameters every profile injects (`SMOKE`, runs_dir, figures_dir) are dropped
+    where the notebook does not declare them. Raises ValueError naming the parameter and the valid ones."""
+    import papermill  # deferred: see notebook_parameters
+
+    declared = notebook_parameters(Path(path))
+    shared = set(SMOKE) | {"runs_dir", "figures_dir"}
+    parameters = {k: v for k, v in (parameters or {}).items() if k in declared or k not in shared}
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"{path}: unknown notebook parameter(s) {unknown}; valid: {sorted(declared)}")
+    return papermill.execute_notebook(path, target, parameters=parameters, **options)
+
+
+def check_profile(profile: str) -> str:
+    if profile not in ("tiny", "full", "smoke"):
+        raise ValueError(f"unknown profile {profile!r}; use tiny, full or smoke")
+    return profile
+
+
+def sweep_points(profile: str) -> list[tuple[str, float, int, bool]]:
+    """(ablation, value, seed, instability) of every sweep point a profile runs, in `TRAINING_ORDER`, seeds
+    innermost."""
+    if check_profile(profile) != "full":
+        return []
+    return [("vc" if name == "instability" else name, value, seed, name == "instability") for name in TRAINING_ORDER
+            for value in FULL_SWEEPS["vc" if name == "instability" else name] for seed in FULL_SEEDS]
+
+
+def _point_config(ablation: str, value: float, seed: int, instability: bool) -> Config:
+    return point_config(ablation, value, "tiny", seed=seed, overrides=INSTABILITY if instability else None)
+
+
+def profile_runs(profile: str = "tiny") -> list[Config]:
+    """The training runs of a profile, claims first: M-JEPA, VICReg and MC-JEPA (notebooks 01-03, reused by
+    08-14) at each seed, then one MC-JEPA run per sweep point (`sweep_points`; the base values are the
+    MC-JEPA runs themselves)."""
+    seeds = {"tiny": (0,), "full": FULL_SEEDS}.get(check_profile(profile))
+    if seeds is None:
+        raise ValueError(f"runs are trained ahead for the tiny and full profiles, got {profile!r}")
+    configs = [run_config("tiny", method, {}, seed=seed) for seed in seeds for method in ("mc-jepa", "m-jepa", "vicreg")]
+    return configs + [_point_config(*point) for point in sweep_points(profile)]
+
+
+def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[str, dict]:
+    """A smoke job writes its runs and figures under `out`, so that the committed figures stay untouched."""
+    if profile == "smoke":
+        parameters = {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures"), **parameters}
+    return name, parameters
+
+
+def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = False) -> list[tuple[str, dict]]:
+    """(notebook name, papermill parameters) of every notebook execution of a profile, in order. The full
+    profile runs each sweep notebook once per (value, seed); `trained_only` drops the points whose run is not
+    trained (`profile_runs`' configs are the same, so the check is exact)."""
+    jobs = []
+    for name, _ in NOTEBOOKS:
+        if name in SWEEP_NOTEBOOKS and profile == "tiny":
+            continue
+        if name in SWEEP_NOTEBOOKS and profile == "full":
+            ablation, parameter = SWEEP_NOTEBOOKS[name]
+            for _, value, seed, instability in (p for p in sweep_points(profile) if p[0] == ablation):
+                if trained_only and not _trained(_point_config(ablation, value, seed, instability)):
+                    continue
+                extra = {"instability": True} if instability else {}
+                jobs.append(_job(name, {parameter: value, "seed": seed, **extra}, profile, out))
+        else:
+            jobs.append(_job(name, {}, profile, out))
+    return jobs
+
+
+def _trained(cfg: Config) -> bool:
+    return is_finished(run_dir(cfg, resolve_dir(None, "runs")), cfg)
+
+
+def _evaluate_method(method: str, seed: int) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    method_result(method, seed, train=False)
+    return f"{method} seed {seed}"
+
+
+def evaluate_methods(seeds, workers: int) -> None:
+    """The claims' stored evaluations of every trained method run (`mcjepa.claims.method_result`), `workers`
+    at a time in their own processes."""
+    jobs = [(method, seed) for seed in seeds for method in METHODS]
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
+        for done in futures.as_completed([pool.submit(_evaluate_method, *job) for job in jobs]):
+            print(f"evaluated {done.result()}", flush=True)
+
+
+def _execute(name: str, parameters: dict, output_dir: Path) -> Path:
+    suffix = "".join(f"_{k}={v}" for k, v in parameters.items() if k not in ("runs_dir", "figures_dir", *SMOKE))
+    target = output_dir / f"{name}{suffix}.ipynb"
+    execute_checked(str(notebook_path(name)), str(target), parameters=parameters,
+                    cwd=str(notebook_path(name).parent), progress_bar=False)
+    return target
+
+
+def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Path | None = None,
+            workers: int = 1, trained_only: bool = False) -> list[Path]:
+    """Execute every notebook job of `profile` with papermill, `workers` at a time; returns the executed notebooks.
+
+    Tiny and full profiles first train `profile_runs` in parallel processes (`ensure_runs`, progress printed;
+    skipped with `trained_only` or `only`), and the full profile evaluates the method runs of the claims, so
+    that the notebooks find them cached. The notebooks run `workers` at a time, each kernel on
+    cpu_count // workers threads; the sweep notebooks (04-07) before 08, which collects them."""
+    check_profile(profile)
+    output_dir = output_dir or project_root() / "outputs" / "notebooks"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    began = time.time()
+    if profile in ("tiny", "full") and not only and not trained_only:
+        ensure_runs(profile_runs(profile), workers=workers, eval_every=EVAL_EVERY)
+    if profile == "full" and not only:
+        evaluate_methods(FULL_SEEDS, workers)
+    jobs = [(name, p) for name, p in notebook_jobs(profile, output_dir, trained_only) if not only or name in only]
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))  # each kernel's torch
+    executed = []
+    stages = [[j for j in jobs if j[0] in SWEEP_NOTEBOOKS], [j for j in jobs if j[0] not in SWEEP_NOTEBOOKS]]
+    with futures.ThreadPoolExecutor(max(1, workers)) as pool:  # each notebook runs in its own kernel process
+        for stage in stages:
+            pending = {pool.submit(_execute, name, parameters, output_dir): name for name, parameters in stage}
+            for done in futures.as_completed(pending):
+                executed.append(done.result())
+                print(f"[{time.time() - began:7.1f}s] {executed[-1].stem} done", flush=True)
+    print(f"done in {time.time() - began:.0f} s; executed notebooks in {output_dir}")
+    return executed
+
+
+def prepare(profile: str, out: Path) -> list[Path]:
+    """Parameter-injected, unexecuted copies of every notebook (sweep notebooks at their default point)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, _ in NOTEBOOKS:
+        _, parameters = _job(name, {}, profile, out)
+        target = out / f"{name}.ipynb"
+        execute_checked(str(notebook_path(name)), str(target), parameters=parameters, prepare_only=True)
+        written.append(target)
+    return written
+
+
+def list_figures(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.png"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mcjepa.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--profile", default="tiny", choices=["tiny", "full", "smoke"])
+    run.add_argument("--only", nargs="*", help="notebook names (without .ipynb) to run")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="training runs / notebooks at a time (default: one per core)")
+    run.add_argument("--trained-only", action="store_true",
+                     help="train nothing: evaluate and draw the runs that are already trained")
+    prep = sub.add_parser("prepare")
+    prep.add_argument("--profile", default="smoke", choices=["tiny", "smoke"])
+    prep.add_argument("--out", required=True, type=Path)
+    sub.add_parser("list")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, what in NOTEBOOKS:
+            print(f"{name:28s} {what}")
+        return 0
+    if args.command == "prepare":
+        print(json.dumps([str(p) for p in prepare(args.profile, args.out)], indent=1))
+        return 0
+    began = time.time()
+    run_all(args.profile, args.only, workers=args.workers, trained_only=args.trained_only)
+    figures = list_figures(project_root() / "figures")
+    print(f"\nThe {args.profile} reproduction took {time.time() - began:.0f} s. Figures ({len(figures)}) in "
+          f"{project_root() / 'figures'}:")
+    for path in figures:
+        print(f"  {path.relative_to(project_root())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
