@@ -402,8 +402,8 @@ def vc_rows(points: Sequence[Mapping]) -> list[tuple[list[str], bool]]:
     rows = []
     for row in by_value(points):
         scale = "/".join(sorted({str(p.get("scale", "?")) for p in points if float(p["value"]) == row["value"]}))
-        name = ("no VC on the flow levels (vc = 0; VICReg's own on the pooled embedding)" if row["value"] == 0
-                else f"VC on every level (vc = {row['value']:g})")
+        name = ("vc = 0: pooled embedding only" if row["value"] == 0
+                else f"vc = {row['value']:g}: every flow level + pooled")
         rows.append(([f"ours ({scale}): {name}", mean_std_text(row["epe"]), mean_std_text(row["miou"], 100, 1),
                       mean_std_text(row["jf"], 100, 1), mean_std_text(row["feat_std_min_all"], digits=3),
                       f"{row['diverged']} of {len(row['seeds'])}"], True))

@@ -28,6 +28,8 @@ import time
 from concurrent import futures
 from pathlib import Path
 
+import torch
+
 from .ablations import INSTABILITY, point_config
 from .claims import METHODS, method_result
 from .config import Config
@@ -93,7 +95,7 @@ def execute_checked(path: str, target: str, parameters: dict | None = None, **op
     import papermill  # deferred: see notebook_parameters
 
     declared = notebook_parameters(Path(path))
-    shared = set(SMOKE) | {"runs_dir", "figures_dir"}
+    shared = set(SMOKE) | {"runs_dir", "figures_dir", "scale", "data_roots"}
     parameters = {k: v for k, v in (parameters or {}).items() if k in declared or k not in shared}
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
@@ -116,19 +118,22 @@ def sweep_points(profile: str) -> list[tuple[str, float, int, bool]]:
             for value in FULL_SWEEPS["vc" if name == "instability" else name] for seed in FULL_SEEDS]
 
 
-def _point_config(ablation: str, value: float, seed: int, instability: bool) -> Config:
-    return point_config(ablation, value, "tiny", seed=seed, overrides=INSTABILITY if instability else None)
+def _point_config(ablation: str, value: float, seed: int, instability: bool, scale: str = "tiny",
+                  data_roots: dict | None = None) -> Config:
+    return point_config(ablation, value, scale, seed=seed, data_roots=data_roots,
+                        overrides=INSTABILITY if instability else None)
 
 
-def profile_runs(profile: str = "tiny") -> list[Config]:
+def profile_runs(profile: str = "tiny", scale: str = "tiny", data_roots: dict | None = None) -> list[Config]:
     """The training runs of a profile, claims first: M-JEPA, VICReg and MC-JEPA (notebooks 01-03, reused by
     08-14) at each seed, then one MC-JEPA run per sweep point (`sweep_points`; the base values are the
     MC-JEPA runs themselves)."""
     seeds = {"tiny": (0,), "full": FULL_SEEDS}.get(check_profile(profile))
     if seeds is None:
         raise ValueError(f"runs are trained ahead for the tiny and full profiles, got {profile!r}")
-    configs = [run_config("tiny", method, {}, seed=seed) for seed in seeds for method in ("mc-jepa", "m-jepa", "vicreg")]
-    return configs + [_point_config(*point) for point in sweep_points(profile)]
+    configs = [run_config(scale, method, {}, seed=seed, data_roots=data_roots) for seed in seeds
+               for method in ("mc-jepa", "m-jepa", "vicreg")]
+    return configs + [_point_config(*point, scale, data_roots) for point in sweep_points(profile)]
 
 
 def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[str, dict]:
@@ -138,23 +143,25 @@ def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[s
     return name, parameters
 
 
-def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = False) -> list[tuple[str, dict]]:
+def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = False, scale: str = "tiny",
+                  data_roots: dict | None = None) -> list[tuple[str, dict]]:
     """(notebook name, papermill parameters) of every notebook execution of a profile, in order. The full
     profile runs each sweep notebook once per (value, seed); `trained_only` drops the points whose run is not
-    trained (`profile_runs`' configs are the same, so the check is exact)."""
-    jobs = []
+    trained (`profile_runs`' configs are the same, so the check is exact). At paper scale every notebook gets
+    `scale` and `data_roots`."""
+    jobs, common = [], ({"scale": scale, "data_roots": dict(data_roots or {})} if scale != "tiny" else {})
     for name, _ in NOTEBOOKS:
         if name in SWEEP_NOTEBOOKS and profile == "tiny":
             continue
         if name in SWEEP_NOTEBOOKS and profile == "full":
             ablation, parameter = SWEEP_NOTEBOOKS[name]
             for _, value, seed, instability in (p for p in sweep_points(profile) if p[0] == ablation):
-                if trained_only and not _trained(_point_config(ablation, value, seed, instability)):
+                if trained_only and not _trained(_point_config(ablation, value, seed, instability, scale, data_roots)):
                     continue
                 extra = {"instability": True} if instability else {}
-                jobs.append(_job(name, {parameter: value, "seed": seed, **extra}, profile, out))
+                jobs.append(_job(name, {**common, parameter: value, "seed": seed, **extra}, profile, out))
         else:
-            jobs.append(_job(name, {}, profile, out))
+            jobs.append(_job(name, dict(common), profile, out))
     return jobs
 
 
@@ -162,18 +169,16 @@ def _trained(cfg: Config) -> bool:
     return is_finished(run_dir(cfg, resolve_dir(None, "runs")), cfg)
 
 
-def _evaluate_method(method: str, seed: int) -> str:
-    import torch
-
+def _evaluate_method(method: str, seed: int, scale: str, data_roots: dict | None) -> str:
     torch.set_num_threads(1)
-    method_result(method, seed, train=False)
-    return f"{method} seed {seed}"
+    found = method_result(method, seed, scale, data_roots=data_roots, train=False)
+    return f"{method} seed {seed}" + ("" if found else ": not trained, left out")
 
 
-def evaluate_methods(seeds, workers: int) -> None:
+def evaluate_methods(seeds, workers: int, scale: str = "tiny", data_roots: dict | None = None) -> None:
     """The claims' stored evaluations of every trained method run (`mcjepa.claims.method_result`), `workers`
     at a time in their own processes."""
-    jobs = [(method, seed) for seed in seeds for method in METHODS]
+    jobs = [(method, seed, scale, data_roots) for seed in seeds for method in METHODS]
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
         for done in futures.as_completed([pool.submit(_evaluate_method, *job) for job in jobs]):
@@ -189,22 +194,24 @@ def _execute(name: str, parameters: dict, output_dir: Path) -> Path:
 
 
 def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Path | None = None,
-            workers: int = 1, trained_only: bool = False) -> list[Path]:
+            workers: int = 1, trained_only: bool = False, scale: str = "tiny",
+            data_roots: dict | None = None) -> list[Path]:
     """Execute every notebook job of `profile` with papermill, `workers` at a time; returns the executed notebooks.
 
     Tiny and full profiles first train `profile_runs` in parallel processes (`ensure_runs`, progress printed;
-    skipped with `trained_only` or `only`), and the full profile evaluates the method runs of the claims, so
-    that the notebooks find them cached. The notebooks run `workers` at a time, each kernel on
+    skipped with `trained_only` or `only`), and the full profile evaluates the method runs of the claims (when
+    notebook 08 is among those run), so that the notebooks find them cached. The notebooks run `workers` at a time, each kernel on
     cpu_count // workers threads; the sweep notebooks (04-07) before 08, which collects them."""
     check_profile(profile)
     output_dir = output_dir or project_root() / "outputs" / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)
     began = time.time()
     if profile in ("tiny", "full") and not only and not trained_only:
-        ensure_runs(profile_runs(profile), workers=workers, eval_every=EVAL_EVERY)
-    if profile == "full" and not only:
-        evaluate_methods(FULL_SEEDS, workers)
-    jobs = [(name, p) for name, p in notebook_jobs(profile, output_dir, trained_only) if not only or name in only]
+        ensure_runs(profile_runs(profile, scale, data_roots), workers=workers, eval_every=EVAL_EVERY)
+    if profile == "full" and (not only or "08_ablation_plots" in only):  # the claims read these evaluations
+        evaluate_methods(FULL_SEEDS, workers, scale, data_roots)
+    jobs = [(name, p) for name, p in notebook_jobs(profile, output_dir, trained_only, scale, data_roots)
+            if not only or name in only]
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))  # each kernel's torch
     executed = []
     stages = [[j for j in jobs if j[0] in SWEEP_NOTEBOOKS], [j for j in jobs if j[0] not in SWEEP_NOTEBOOKS]]
@@ -245,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="training runs / notebooks at a time (default: one per core)")
     run.add_argument("--trained-only", action="store_true",
                      help="train nothing: evaluate and draw the runs that are already trained")
+    run.add_argument("--scale", default="tiny", choices=["tiny", "paper"],
+                     help="paper: the paper preset on the real datasets (GPUs), every notebook at scale='paper'")
+    run.add_argument("--data-roots", type=Path, help="paper scale: a JSON file {dataset name: root folder}")
     prep = sub.add_parser("prepare")
     prep.add_argument("--profile", default="smoke", choices=["tiny", "smoke"])
     prep.add_argument("--out", required=True, type=Path)
@@ -258,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([str(p) for p in prepare(args.profile, args.out)], indent=1))
         return 0
     began = time.time()
-    run_all(args.profile, args.only, workers=args.workers, trained_only=args.trained_only)
+    roots = json.loads(args.data_roots.read_text()) if args.data_roots else None
+    run_all(args.profile, args.only, workers=args.workers, trained_only=args.trained_only, scale=args.scale,
+            data_roots=roots)
     figures = list_figures(project_root() / "figures")
     print(f"\nThe {args.profile} reproduction took {time.time() - began:.0f} s. Figures ({len(figures)}) in "
           f"{project_root() / 'figures'}:")

@@ -27,22 +27,25 @@ def test_fig5_panels_draw_means_and_stds_over_seeds(tmp_path):
     write_point(tmp_path, "cycle", 0.0, 6.0, 0.3, diverged=True)
     write_point(tmp_path, "cycle", 0.1, 5.0, 0.3)
     fig = plot_fig5(tmp_path)
-    main = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in main] == ["5-1: flow start epoch", "5-2: cycle-consistency coefficient",
-                                               "5-3: balance coefficient $\\lambda$"]
-    flow_start, cycle, balance = main
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    assert [ax.get_title() for ax in top] == ["5-1: flow start epoch", "5-2: cycle-consistency coefficient",
+                                              "5-3: balance coefficient $\\lambda$"]
+    assert [ax.get_xlabel() for ax in bottom] == ["flow start epoch", "cycle-consistency coefficient",
+                                                  "balance coefficient $\\lambda$"]
+    flow_start, cycle, balance = top
     assert "no points yet" in " ".join(t.get_text() for t in flow_start.texts) and not flow_start.get_lines()
-    x, y, half = _errorbars(balance)["flow EPE (px), mean ± std over seeds"]
+    x, y, half = _errorbars(balance)["mean ± std over seeds"]
     assert x == [0.01, 0.1, 1.0] and y == pytest.approx([4.5, 3.1, 3.5])
     assert half == pytest.approx([np.std([4.0, 5.0], ddof=1), np.std([3.0, 3.2], ddof=1), 0.0])
-    twin = next(ax for ax in fig.axes if not ax.get_title() and ax.containers and ax.bbox.bounds == balance.bbox.bounds)
-    _, miou, _ = _errorbars(twin)["linear-probe mIoU (%), mean ± std over seeds"]
+    assert balance.get_ylabel() == "flow EPE (px)" and bottom[2].get_ylabel() == "linear-probe mIoU (%)"
+    _, miou, _ = _errorbars(bottom[2])["mean ± std over seeds"]
     assert miou == pytest.approx([21.0, 26.0, 11.0])  # percent
-    seeds = [line for line in balance.get_lines() if line.get_marker() == "." and len(line.get_xdata()) == 6]
-    assert len(seeds) == 1  # every seed drawn as a dot
+    seeds = [line for line in balance.get_lines() if line.get_label() == "each seed"]
+    assert len(seeds) == 1 and len(seeds[0].get_xdata()) == 6  # every seed drawn as a dot
     assert balance.get_xscale() == "symlog" and flow_start.get_xscale() == "linear"
     crosses = [line for line in cycle.get_lines() if line.get_marker() == "x"]
     assert len(crosses) == 1 and crosses[0].get_xdata().tolist() == [0.0]
+    assert _errorbars(cycle)["one seed"][1] == [6.0, 5.0]
     assert "tiny scale" in fig._suptitle.get_text() and "1/2 seed(s)" in fig._suptitle.get_text()
     fig.savefig(tmp_path / "fig5.png")
 
@@ -50,8 +53,9 @@ def test_fig5_panels_draw_means_and_stds_over_seeds(tmp_path):
 def test_plot_sweep_single_point_and_empty(tmp_path):
     write_point(tmp_path, "flow_start", 1.0, 4.0, 0.2)
     fig = plot_sweep("flow_start", tmp_path)
-    assert "1 run" in fig.axes[0].get_title()
-    assert _errorbars(fig.axes[0])["flow EPE (px)"][:2] == ([1.0], [4.0])
+    assert "1 run" in fig.axes[0].get_title() and len(fig.axes) == 2
+    assert _errorbars(fig.axes[0])["one seed"][:2] == ([1.0], [4.0])
+    assert _errorbars(fig.axes[1])["one seed"][:2] == ([1.0], [20.0])
     empty = plot_sweep("vc", tmp_path)
     assert "no points yet" in empty.axes[0].texts[0].get_text()
     fig.savefig(tmp_path / "sweep.png")
@@ -89,7 +93,7 @@ def test_vc_table_figure_highlights_ours(tmp_path):
     fig = plot_vc_table([write_point(tmp_path, "vc", 0.0, 4.56, 0.123)])
     table = fig.axes[0].tables[0]
     cells = table.get_celld()
-    assert "vc = 0;" in cells[1, 0].get_text().get_text() and cells[1, 0].get_facecolor()[:3] != (1.0, 1.0, 1.0)
+    assert "vc = 0: pooled" in cells[1, 0].get_text().get_text() and cells[1, 0].get_facecolor()[:3] != (1.0, 1.0, 1.0)
     assert "paper" in cells[2, 0].get_text().get_text()
 
 

@@ -251,9 +251,9 @@ def test_vc_markdown_puts_ours_beside_the_paper(tmp_path):
               write_point(tmp_path, "vc", 0.0, 4.66, 0.133, seed=1),
               write_point(tmp_path, "vc", 1.0, 3.21, 0.456)]
     lines = vc_markdown(points).splitlines()
-    no_vc = next(line for line in lines if "vc = 0;" in line)
+    no_vc = next(line for line in lines if "vc = 0: pooled" in line)
     assert "**4.61 ± 0.07 (n=2)**" in no_vc and "**12.8 ± 0.7 (n=2)**" in no_vc and "**1 of 2**" in no_vc
-    with_vc = next(line for line in lines if "vc = 1)" in line)
+    with_vc = next(line for line in lines if "vc = 1: every" in line)
     assert "**3.21 (n=1)**" in with_vc and "**45.6 (n=1)**" in with_vc and "**0 of 1**" in with_vc
     paper = next(line for line in lines if "paper: no VC" in line)
     assert "3.41" in paper and "47.3" in paper and "37.8" in paper and "unstable" in paper

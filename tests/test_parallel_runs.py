@@ -64,6 +64,10 @@ def test_notebook_jobs_per_profile(tmp_path):
     assert smoke["04_ablation_cycle"]["runs_dir"] == str(tmp_path / "runs") and smoke["01_train_m_jepa"]["epochs"] == 1
     with pytest.raises(ValueError, match="unknown profile"):
         check_profile("huge")
+    roots = {"kitti2015": "/data/kitti"}
+    paper = notebook_jobs("full", scale="paper", data_roots=roots)
+    assert all(p["scale"] == "paper" and p["data_roots"] == roots for _, p in paper) and len(paper) == len(full)
+    assert {c.model.encoder.dims for c in profile_runs("full", "paper", roots)} == {(96, 192, 384, 768)}
 
 
 def test_train_motion_range_changes_training_pairs_only():

@@ -29,14 +29,22 @@ def _means(rows: Sequence[Mapping], key: str, factor: float = 1.0) -> tuple[np.n
     return mean, std
 
 
-def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, title: str | None = None) -> list:
-    """Fig. 5 panel on `ax`: flow EPE on the left axis (C0, o-), linear-probe mIoU in percent on a twin right
-    axis (C1, s--), against the ablated value: mean over seeds with a ± std error bar, each seed a small dot;
-    symlog x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross. No points: a
+METRIC_STYLE = {  # key: (axis label, factor, colour, marker, digits, minimum visible span)
+    "epe": ("flow EPE (px)", 1.0, "C0", "o", 2, 0.5),
+    "miou": ("linear-probe mIoU (%)", 100.0, "C1", "s", 1, 5.0),
+}
+
+
+def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str = "epe",
+                        title: str | None = None) -> list:
+    """One metric of a Fig. 5 panel on `ax` (`METRIC_STYLE`: flow EPE or linear-probe mIoU in percent) against
+    the ablated value: the mean over seeds with a ± std error bar and its number, each seed a small dot; symlog
+    x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross. No points: a
     message. Returns the legend handles (the caller places the legend below the panels)."""
     check_ablation(ablation)
-    ax.set_title(title or LABELS[ablation], fontsize=10)
-    ax.set_xlabel(LABELS[ablation])
+    name, factor, colour, marker, digits, min_span = METRIC_STYLE[key]
+    ax.set_title(title or "", fontsize=10)
+    ax.set_ylabel(name)
     if not points:
         ax.text(0.5, 0.5, f"no points yet\n(run the {ablation} ablation notebook)", ha="center", va="center",
                 transform=ax.transAxes, fontsize=9, color="0.4")
@@ -51,39 +59,28 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, title: str
     ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.minorticks_off()
     ax.grid(True, alpha=0.3)
-    right = ax.twinx()
-    handles, spans = [], []
-    for axis, key, factor, colour, style, name, dy, digits, min_span in (
-            (ax, "epe", 1.0, "C0", "o-", "flow EPE (px)", 7, 2, 0.5),
-            (right, "miou", 100.0, "C1", "s--", "linear-probe mIoU (%)", -13, 1, 5.0)):
-        mean, std = _means(rows, key, factor)
-        n = max(r[key]["n"] for r in rows)
-        label = f"{name}, mean ± std over seeds" if n > 1 else name
-        handles.append(axis.errorbar(x, mean, yerr=std, fmt=style, color=colour, markersize=8 if key == "epe" else 5,
-                                     capsize=3, label=label))
-        seeds = [(xv, v * factor) for xv, r in zip(x, rows) for v in r[key]["values"]]
-        if n > 1 and seeds:
-            axis.plot(*zip(*seeds), ".", color=colour, alpha=0.45, markersize=4)
-        for xv, yv in zip(x, mean):  # the means, EPE above and mIoU below their markers
-            if np.isfinite(yv):
-                axis.annotate(f"{yv:.{digits}f}", (xv, yv), textcoords="offset points", xytext=(0, dy),
-                              ha="center", fontsize=7, color=colour)
-        axis.set_ylabel(name, color=colour)
-        axis.tick_params(axis="y", colors=colour)
-        values = np.concatenate([mean - std, mean + std, [v for _, v in seeds]]) if seeds else mean
-        spans.append((axis, values[np.isfinite(values)], min_span))
+    mean, std = _means(rows, key, factor)
+    n = max(r[key]["n"] for r in rows)
+    handles = [ax.errorbar(x, mean, yerr=std, fmt=f"{marker}-", color=colour, markersize=6, capsize=3,
+                           label="mean ± std over seeds" if n > 1 else "one seed")]
+    seeds = [(xv, v * factor) for xv, r in zip(x, rows) for v in r[key]["values"]]
+    if n > 1:
+        handles += ax.plot(*zip(*seeds), ".", color="0.35", alpha=0.6, markersize=4, label="each seed")
+    for xv, yv, sv in zip(x, mean, std):
+        if np.isfinite(yv):
+            ax.annotate(f"{yv:.{digits}f}", (xv, yv + sv), textcoords="offset points", xytext=(0, 4), ha="center",
+                        fontsize=7, color=colour)
     bad = np.array([r["diverged"] > 0 for r in rows])
     if bad.any():
-        epe, _ = _means(rows, "epe")
-        y = np.where(np.isfinite(epe[bad]), epe[bad], np.nanmean(epe) if np.isfinite(epe).any() else 0.0)
+        y = np.where(np.isfinite(mean[bad]), mean[bad], np.nanmean(mean) if np.isfinite(mean).any() else 0.0)
         handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
                            label="a seed diverged (last good checkpoint)")
-    # a minimum visible span per axis (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
-    for axis, finite, min_span in spans:
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-            centre, span = (lo + hi) / 2, max(1.3 * (hi - lo), min_span)
-            axis.set_ylim(centre - span / 2, centre + span / 2)
+    values = np.concatenate([mean - std, mean + std, [v for _, v in seeds]])
+    finite = values[np.isfinite(values)]
+    if finite.size:  # a minimum visible span (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
+        lo, hi = float(finite.min()), float(finite.max())
+        centre, span = (lo + hi) / 2, max(1.3 * (hi - lo), min_span)
+        ax.set_ylim(centre - span / 2, centre + span / 2)
     return handles
 
 
@@ -101,31 +98,38 @@ def _scale_text(sweeps: Sequence[Sequence[Mapping]]) -> str:
     return f"{'/'.join(scales)} scale, {data}, {'/'.join(map(str, seeds))} seed(s) per value" if scales else "no points"
 
 
+def _panels(fig: Figure, sweeps: Sequence[tuple[str, Sequence[Mapping], str]]) -> None:
+    """Flow EPE (top row) and mIoU (bottom row) of each (ablation, points, title) column, x shared per column,
+    one legend below."""
+    axes = np.array(fig.subplots(2, len(sweeps), sharex="col", squeeze=False))
+    handles = {}
+    for column, (ablation, points, title) in enumerate(sweeps):
+        for row, key in enumerate(METRIC_STYLE):
+            ax = axes[row, column]
+            for handle in draw_ablation_panel(ax, points, ablation, key, title=title if row == 0 else None):
+                handles.setdefault(handle.get_label(), handle)
+        axes[1, column].set_xlabel(LABELS[ablation])
+    _legend_below(fig, list(handles.values()))
+
+
 def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
-    """One ablation's points so far (the per-point notebooks' figure)."""
+    """One ablation's points so far (the per-point notebooks' figure): EPE above, mIoU below."""
     points = collect(ablation, figures_dir, recipe)
-    fig = Figure(figsize=(5.8, 4.1), layout="constrained")
-    handles = draw_ablation_panel(fig.subplots(), points, ablation,
-                                  title=f"{LABELS[ablation]}: {len(points)} run{'s' * (len(points) != 1)}"
-                                        f"\n({_scale_text([points])})")
-    _legend_below(fig, handles)
+    fig = Figure(figsize=(5.8, 5.6), layout="constrained")
+    _panels(fig, [(ablation, points, f"{LABELS[ablation]}: {len(points)} run{'s' * (len(points) != 1)}"
+                                     f"\n({_scale_text([points])})")])
     return fig
 
 
 def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
-    """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, each with flow EPE
-    (left axis) and linear-probe mIoU (right axis), mean ± std over seeds, against the parameter."""
-    fig = Figure(figsize=(15.5, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(FIG5_PANELS))
-    sweeps, handles = [], {}
-    for number, (ax, ablation) in enumerate(zip(axes, FIG5_PANELS), start=1):
-        points = collect(ablation, figures_dir, recipe)
-        sweeps.append(points)
-        for handle in draw_ablation_panel(ax, points, ablation, title=f"5-{number}: {LABELS[ablation]}"):
-            handles.setdefault(handle.get_label(), handle)
-    _legend_below(fig, list(handles.values()))
-    fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text(sweeps)}): flow EPE lower is better, "
-                 f"mIoU higher is better", fontsize=11)
+    """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, flow EPE in the top row
+    and linear-probe mIoU in the bottom row, mean ± std over seeds, against the parameter."""
+    sweeps = [(ablation, collect(ablation, figures_dir, recipe), f"5-{number}: {LABELS[ablation]}")
+              for number, ablation in enumerate(FIG5_PANELS, start=1)]
+    fig = Figure(figsize=(15.5, 6.4), layout="constrained")
+    _panels(fig, sweeps)
+    fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text([p for _, p, _ in sweeps])}): flow EPE lower is "
+                 f"better, mIoU higher is better", fontsize=11)
     return fig
 
 
