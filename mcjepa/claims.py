@@ -3,7 +3,9 @@
     (i)   MC-JEPA's flow is at least as good as M-JEPA's         flow EPE, MC-JEPA vs M-JEPA runs
     (ii)  MC-JEPA's content features beat VICReg's               mIoU and J&F, MC-JEPA vs VICReg runs
     (iii) without the VC regulariser multi-task training is      EPE / mIoU / J&F / min feature std of the
-          unstable or clearly worse                              vc sweep: vc = preset value vs vc = 0
+          unstable or clearly worse                              vc sweep: vc = preset value vs vc = 0; and the
+                                                                 runs the collapse guard stopped in the
+                                                                 instability setting (ablations.INSTABILITY)
     (iv)  the cycle coefficient has a useful interior value      flow EPE along the cycle sweep (Fig. 5-2)
 
 The rule (`VERDICT_RULE`): Welch's t test (unequal variances, scipy) on the per-seed values of the two groups,
@@ -26,7 +28,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .ablations import EVAL_DATASETS, base_config, by_value, collect, mean_std_text, recipe_hash, summarize
+from .ablations import (EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, mean_std_text, recipe_hash,
+                        summarize)
 from .eval.compare import eval_roots
 from .eval.suite import evaluate_run
 from .experiments import (check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir,
@@ -186,8 +189,37 @@ def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: i
             ("feat_std_min_all", "unstable without VC (reported)", "lowest per-level feature std", False, 1.0, 3)):
         rows.append(_row(claim, paper, measure, names, _values(on, key), _values(off, key), lower, "better",
                          factor, digits))
+    guarded = collect("vc", figures_dir, recipe_hash(scale, epochs, steps_per_epoch, data_roots, INSTABILITY))
+    rows.append(instability_row(guarded, preset.loss.vc))
     rows.append(cycle_claim(collect("cycle", figures_dir, recipe)))
     return rows
+
+
+def instability_row(points: Sequence[Mapping], preset_vc: float) -> dict:
+    """Claim (iii) in the instability setting (mcjepa.ablations.INSTABILITY): how many runs the collapse guard
+    stopped with VC (vc = `preset_vc`) and without (vc = 0), and at which steps. A count, not a test: the
+    verdict says what was seen and that Fisher's exact test cannot reach 5 % below 4 runs per group."""
+    claim = "(iii) without the VC regulariser multi-task training is unstable or clearly worse"
+    on = [p for p in points if float(p["value"]) == preset_vc]
+    off = [p for p in points if float(p["value"]) == 0.0]
+    row = _row(claim, "unstable without VC (reported)", "runs stopped by the collapse guard, instability setting",
+               (f"vc = {preset_vc:g}", "vc = 0"), [float(bool(p.get("diverged"))) for p in on],
+               [float(bool(p.get("diverged"))) for p in off], True, "better")
+    stopped_on, stopped_off = (sum(bool(p.get("diverged")) for p in group) for group in (on, off))
+    steps = sorted(p["diverged_step"] for p in off if p.get("diverged") and p.get("diverged_step") is not None)
+    where = f" (steps {steps[0]}-{steps[-1]})" if len(steps) > 1 else f" (step {steps[0]})" if steps else ""
+    test = stats.fisher_exact([[stopped_off, len(off) - stopped_off], [stopped_on, len(on) - stopped_on]],
+                              alternative="greater") if on and off else None
+    row["p"] = float(test.pvalue) if test is not None else math.nan
+    seen = f"collapse in {stopped_off} of {len(off)} runs without VC{where}, {stopped_on} of {len(on)} with VC"
+    if not on or not off:
+        row["verdict"] = f"no verdict ({seen})"
+    elif row["p"] < ALPHA:
+        row["verdict"] = f"holds ({seen}; Fisher's exact test)"
+    else:
+        row["verdict"] = f"not shown ({seen}; Fisher's exact test needs more runs)"
+    row["counts"] = {"with_vc": [stopped_on, len(on)], "without_vc": [stopped_off, len(off)], "steps": steps}
+    return row
 
 
 def cycle_claim(points: Sequence[Mapping]) -> dict:
@@ -226,9 +258,11 @@ def claims_markdown(rows: Sequence[Mapping]) -> str:
     """The claims table: claim | paper (reported) | measure | ours A | ours B | p | verdict, then the rule."""
     lines = ["| claim | paper (reported) | measure | ours | compared with | p (one-sided) | verdict |",
              "|---|---|---|---|---|---|---|"]
+    previous = None
     for r in rows:
         p = "-" if r["p"] is None or math.isnan(r["p"]) else f"{r['p']:.3f}"
-        lines.append(f"| {r['claim']} | {r['paper']} | {r['measure']} | {_group(r, 'a')} | {_group(r, 'b')} | {p} | "
+        claim, previous = ("" if r["claim"] == previous else r["claim"]), r["claim"]
+        lines.append(f"| {claim} | {r['paper']} | {r['measure']} | {_group(r, 'a')} | {_group(r, 'b')} | {p} | "
                      f"**{r['verdict']}** |")
     return "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
 

@@ -129,3 +129,16 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
     assert "| **contradicted** |" in markdown and "1.50 ± 0.02 (n=3)" in markdown and "Welch" in markdown
     json_path, md_path = save_claims(rows, tmp_path / "out")
     assert json.loads(json_path.read_text())["rows"][0]["verdict"] == "contradicted" and md_path.read_text() == markdown
+
+
+def test_instability_row_counts_the_guard_stops(tmp_path):
+    from mcjepa.claims import instability_row
+
+    off = [write_point(tmp_path, "vc", 0.0, 2.0, 0.1, seed=s, diverged=True) for s in range(4)]
+    on = [write_point(tmp_path, "vc", 0.1, 1.5, 0.2, seed=s) for s in range(4)]
+    row = instability_row(off + on, 0.1)
+    assert row["counts"] == {"with_vc": [0, 4], "without_vc": [4, 4], "steps": [7, 7, 7, 7]}
+    assert row["p"] == pytest.approx(1 / 70) and row["verdict"].startswith("holds (collapse in 4 of 4 runs")
+    few = instability_row(off[:3] + on[:1], 0.1)
+    assert few["p"] == pytest.approx(0.25) and few["verdict"].startswith("not shown (collapse in 3 of 3 runs")
+    assert instability_row(off, 0.1)["verdict"].startswith("no verdict")
