@@ -16,7 +16,7 @@ from mcjepa.eval.compare import (
 )
 from mcjepa.eval.tables import FLOW_COLUMNS, SEGMENTATION_COLUMNS, results_table
 from mcjepa.experiments import run_config
-from mcjepa.train.checkpoint import load_model
+from mcjepa.models.checkpoint import load_model
 
 
 def test_eval_datasets_defaults_and_overrides():

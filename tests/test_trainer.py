@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from mcjepa.__main__ import main as cli
 from mcjepa.config import apply_overrides, tiny
-from mcjepa.train.checkpoint import load_model, read_checkpoint
+from mcjepa.models.checkpoint import load_model, read_checkpoint
 from mcjepa.train.metrics_log import read_metrics
 from mcjepa.train.trainer import StepBatches, TrainingDiverged, streams_for_step, train
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train.checkpoint import load_model
+from ..models.checkpoint import load_model
 from .davis import evaluate_davis
 from .flow_metrics import evaluate_flow_dataset
 from .runners import feature_fn, flow_eval_dataset, flow_fn, segmentation_datasets, video_dataset
