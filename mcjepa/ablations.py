@@ -37,6 +37,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .config import Config, apply_overrides
+from .data.registry import SCALE_DATASETS
 from .experiments import check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir, save_json
 from .eval.suite import evaluate_run
 from .eval.tables import PAPER_ABLATIONS
@@ -49,10 +50,7 @@ LABELS = {"flow_start": "flow start epoch", "cycle": "cycle-consistency coeffici
 XSCALES = {"flow_start": "linear", "cycle": "symlog", "balance": "symlog", "vc": "symlog"}
 FIG5_PANELS = ("flow_start", "cycle", "balance")  # the order of the paper's Fig. 5 (5-1, 5-2, 5-3)
 POINT_FORMAT = 1
-EVAL_DATASETS = {  # evaluation data of the points: the paper's ablations report KITTI-15 EPE, VOC mIoU, DAVIS J&F
-    "tiny": {"flow": "embedded", "segmentation": "embedded", "davis": "embedded"},
-    "paper": {"flow": "kitti2015", "segmentation": "pascal_voc", "davis": "davis2017"},
-}
+EVAL_DATASETS = {scale: {task: names[0] for task, names in per.items()} for scale, per in SCALE_DATASETS.items()}
 
 # What the paper says about each ablation (docs/method.md) (no more: it does not give the Fig. 5 curves' values).
 PAPER_TRENDS = {

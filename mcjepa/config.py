@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -416,6 +418,13 @@ def identity(cfg: Config) -> dict:
         if node[leaf] == neutral:
             del node[leaf]
     return data
+
+
+def config_hash(cfg: Config) -> str:
+    """10 hex digits naming a run: the hash of `identity(cfg)` (the config less knobs at hash-neutral
+    values, so that adding a knob keeps every cached run)."""
+    text = json.dumps(identity(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:

@@ -17,6 +17,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .flow_metrics import evaluate_flow_dataset
+
 CLASSICAL_FLOW = {"farneback": "Farneback (OpenCV)", "dis": "DIS medium (OpenCV)"}  # name -> table label
 
 
@@ -80,8 +82,6 @@ class Timed:
 def evaluate_timed(fn: Callable, dataset, stride: int) -> dict:
     """`evaluate_flow_dataset` metrics of `fn` on `dataset` plus "seconds_per_pair" (the flow function's wall
     time per pair, padding and metrics excluded)."""
-    from .flow_metrics import evaluate_flow_dataset
-
     timed = Timed(fn)
     result = evaluate_flow_dataset(timed, dataset, stride=stride, progress=False)
     return {**result, "seconds_per_pair": timed.per_pair}

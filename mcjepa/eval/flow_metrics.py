@@ -34,6 +34,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.formats import write_flo, write_kitti_flow_png
+
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 OUTLIER_ABS_PX = 3.0
@@ -359,8 +361,6 @@ def write_kitti_submission(flow_fn: FlowFn, dataset, out_dir, stride: int = 64, 
 
     The index comes from `kitti_frame_index(sample["name"])`. Returns the written paths.
     """
-    from mcjepa.data.formats import write_kitti_flow_png
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -380,8 +380,6 @@ def write_sintel_submission(
     flow_fn: FlowFn, dataset, out_dir, pass_name: str | None = None, stride: int = 64, scale: float = 1.0, progress: bool = True
 ) -> list[Path]:
     """Predict every pair and write `out_dir/<pass>/<scene>/frame_%04d.flo` (see `sintel_path_parts`)."""
-    from mcjepa.data.formats import write_flo
-
     out_dir = Path(out_dir)
     paths = []
     for i in _progress(range(len(dataset)), progress, "Sintel submission"):

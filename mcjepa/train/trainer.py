@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import Config, to_dict, validate
 from ..data.augment import FlowAugment, VICRegAugConfig, VICRegViews, step_seed
 from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mix, image_dataset
+from ..eval.flow_metrics import evaluate_flow_dataset
+from ..eval.runners import flow_fn
 from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
@@ -295,9 +297,6 @@ VALIDATION_PAIRS = 16  # held-out pairs behind the logged val/epe
 @torch.no_grad()
 def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = VALIDATION_PAIRS) -> float:
     """Mean EPE on held-out pairs with ground truth (eval mode, restored afterwards)."""
-    from ..eval.flow_metrics import evaluate_flow_dataset
-    from ..eval.runners import flow_fn
-
     was_training = model.training
     model.eval()
     result = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, max_samples=max_samples, progress=False)
