@@ -147,8 +147,9 @@ def test_cli_errors_are_one_line_naming_the_thing(tmp_path, capsys):
 def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
     (tmp_path / "a.json").write_text('{"x": 1}')
     (tmp_path / "b.json").write_text('{"x": ')
+    assert experiments.read_json(tmp_path / "a.json") == {"x": 1}
     with pytest.raises(ValueError, match=f"{tmp_path / 'b.json'}: not a valid JSON file"):
-        experiments.load_points(tmp_path)
+        experiments.read_json(tmp_path / "b.json")
     cfg = tiny()
     (tmp_path / "done.json").write_text('{"steps": ')
     with pytest.warns(UserWarning, match="done.json: not a valid JSON file"):

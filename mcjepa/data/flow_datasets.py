@@ -20,7 +20,6 @@ Layouts (root = the folder named in each class docstring):
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +81,6 @@ class FlowPairDataset(Dataset):
         if files.occlusion is not None:
             sample["occlusion"] = torch.from_numpy(read_label_png(files.occlusion) > 127)
         return sample
-
-    def __rmul__(self, repeats: int) -> "ConcatWithRepeats":
-        """RAFT-style `100 * sintel`: the dataset repeated `repeats` times."""
-        return ConcatWithRepeats([(self, repeats)])
 
 
 def _frame_number(path: Path) -> int:
@@ -293,48 +288,3 @@ class HD1K(FlowPairDataset):
                 samples.append(PairFiles(frames[number], frames[number + 1], frames[number].stem,
                                          flow=flow if require_flow else None))
         super().__init__(root, samples, "pairs hd1k_input/image_2/*_*.png" + (" with flow_occ GT" if require_flow else ""))
-
-
-class ConcatWithRepeats(Dataset):
-    """Concatenation of datasets, each repeated an integer number of times (RAFT's `100*sintel + 200*kitti`).
-
-    len = sum_i repeats_i * len(ds_i); index k maps to dataset i, item (k - offset_i) mod len(ds_i).
-    """
-
-    def __init__(self, parts: Sequence[tuple[Dataset, int]]):
-        if not parts:
-            raise ValueError("ConcatWithRepeats needs at least one (dataset, repeats) pair")
-        self.parts = []
-        for dataset, repeats in parts:
-            if isinstance(dataset, ConcatWithRepeats):  # flatten nested mixes
-                self.parts += [(inner, inner_repeats * int(repeats)) for inner, inner_repeats in dataset.parts]
-            else:
-                self.parts.append((dataset, int(repeats)))
-        for dataset, repeats in self.parts:
-            if repeats < 1 or repeats != int(repeats) or len(dataset) == 0:
-                raise ValueError(f"ConcatWithRepeats: repeats must be an integer >= 1 and datasets non-empty, got {repeats}")
-        self.offsets = np.cumsum([0] + [len(d) * r for d, r in self.parts]).tolist()
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def __getitem__(self, index: int):
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a mix of length {len(self)}")
-        part = bisect.bisect_right(self.offsets, index) - 1
-        dataset, _ = self.parts[part]
-        return dataset[(index - self.offsets[part]) % len(dataset)]
-
-    def __add__(self, other):
-        other_parts = other.parts if isinstance(other, ConcatWithRepeats) else [(other, 1)]
-        return ConcatWithRepeats(self.parts + other_parts)
-
-    def __rmul__(self, repeats: int):
-        return ConcatWithRepeats([(self, repeats)])
-
-
-def mix_datasets(parts: Sequence[tuple[Dataset, int]]) -> ConcatWithRepeats:
-    """`mix_datasets([(sintel, 100), (kitti, 200), (hd1k, 5)])` -> one dataset with those repetition factors."""
-    return ConcatWithRepeats(parts)
