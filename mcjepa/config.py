@@ -103,6 +103,13 @@ class DataConfig:
     # held-out evaluation pairs too
     embedded_train_max_translation: float = 0.0  # training pairs only; 0 = same as embedded_max_translation
     seed: int = 0
+    image_seed_offset: int = 7919  # the image stream's batch order is seeded by seed + this (the pairs': seed)
+    # frame-pair augmentation (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
+    flow_hflip_p: float = 0.5  # horizontal flip of both frames
+    flow_jitter: tuple[float, ...] = (0.2, 0.2, 0.2, 0.05)  # ColorJitter brightness, contrast, saturation, hue
+    flow_jitter_p: float = 0.8  # one jitter draw per pair, shared by both frames
+    view_augment: str = "auto"  # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area,
+    # blur sigma <= 1 px) | "auto": "tiny" when the views are smaller than 128 px, else "paper"
 
 
 @dataclass
@@ -129,6 +136,8 @@ class TrainConfig:
     max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
     min_feature_std: float = 0.0  # collapse guard: stop when a level's feature std falls below it once the flow
     # losses are on (0 = off); see TrainingDiverged
+    flow_augment_seed_offset: int = 1  # step s augments the pairs with step_seed(seed + this, s)
+    views_seed_offset: int = 2  # step s draws the VICReg views with step_seed(seed + this, s)
 
 
 @dataclass
@@ -317,6 +326,12 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
     "loss.census_radius": (lambda v: v >= 1, ">= 1"),
     "data.seed": (lambda v: v >= 0, ">= 0"),
+    "data.image_seed_offset": (lambda v: v >= 0, ">= 0"),
+    "data.flow_hflip_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "data.flow_jitter_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "data.view_augment": (lambda v: v in ("auto", "tiny", "paper"), "'auto', 'tiny' or 'paper'"),
+    "train.flow_augment_seed_offset": (lambda v: v >= 0, ">= 0"),
+    "train.views_seed_offset": (lambda v: v >= 0, ">= 0"),
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.steps_per_epoch": (lambda v: v >= 1, ">= 1"),
     "train.flow_start_epoch": (lambda v: v >= 0, ">= 0"),
@@ -355,6 +370,7 @@ def _check_tuples(cfg: Config) -> None:
             _tuple_of(f"loss.{key}", getattr(cfg.loss, key), "float", None, low=0)
     for key in ("crop", "image_size", "image_base", "embedded_size"):
         _tuple_of(f"data.{key}", getattr(cfg.data, key), "int", 2)
+    _tuple_of("data.flow_jitter", cfg.data.flow_jitter, "float", 4, low=0)
     if not flow.widths or not cfg.model.expander:
         raise ValueError(f"model.flow.widths and model.expander must not be empty, got {flow.widths!r} and "
                          f"{cfg.model.expander!r}")
@@ -404,6 +420,13 @@ def to_dict(cfg: Config) -> dict:
 # does not orphan every cached run (a run's folder is named by the hash of its identity).
 HASH_NEUTRAL: dict[str, Any] = {
     "train.min_feature_std": 0.0,
+    "train.flow_augment_seed_offset": 1,
+    "train.views_seed_offset": 2,
+    "data.image_seed_offset": 7919,
+    "data.flow_hflip_p": 0.5,
+    "data.flow_jitter": (0.2, 0.2, 0.2, 0.05),
+    "data.flow_jitter_p": 0.8,
+    "data.view_augment": "auto",
 }
 
 

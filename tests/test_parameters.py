@@ -168,7 +168,8 @@ def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
         section, name = key.split(".")
         assert getattr(getattr(base, section), name) == neutral  # the default reproduces the old behaviour
         assert name not in identity(base)[section]
-        changed = apply_overrides(tiny(), {key: 0.5})
-        assert identity(changed)[section][name] == 0.5 and config_hash(changed) != config_hash(base)
+        other = {float: 0.25, int: 3, str: "paper", tuple: (0.1, 0.1, 0.1, 0.0)}[type(neutral)]
+        changed = apply_overrides(tiny(), {key: other})
+        assert identity(changed)[section][name] == other and config_hash(changed) != config_hash(base)
     other = apply_overrides(tiny(), {"loss.cycle": 0.2})
     assert config_hash(other) != config_hash(base)
