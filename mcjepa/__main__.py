@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a config field by its dotted name, e.g. loss.cycle=0.2 (repeatable)")
     train_cmd.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
     train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train_cmd.add_argument("--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)")
+    train_cmd.add_argument(
+        "--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)"
+    )
     train_cmd.add_argument("--no-progress", action="store_true")
     train_cmd.set_defaults(func=_train)
 

@@ -1,6 +1,7 @@
 """Plain dataclass configs with the paper's defaults, a `tiny()` preset, and dotted-name overrides.
 
-`paper()` follows the paper as restated in docs/method.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from epoch 10, ...).
+`paper()` follows the paper as restated in docs/method.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from
+epoch 10, ...).
 Where the paper's exact value is unknown the field's comment says "our choice". `tiny()` is small enough to
 train in minutes on 2 CPU cores at 96x128 on the embedded synthetic data.
 
@@ -353,9 +354,9 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
     "train.min_feature_std": (lambda v: v >= 0, ">= 0"),
 }
-_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness", "smooth_alpha",
-                      "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1", "occlusion_alpha2",
-                      "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
+_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
+                      "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
+                      "occlusion_alpha2", "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
 _RANGES.update({f"loss.{name}": (lambda v: v >= 0, ">= 0") for name in _NON_NEGATIVE_LOSS})
 
 
@@ -408,7 +409,9 @@ def validate(cfg: Config) -> None:
     available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())
     if not cfg.model.flow.strides or not set(cfg.model.flow.strides) <= available or list(
             cfg.model.flow.strides) != sorted(set(cfg.model.flow.strides), reverse=True):
-        raise ValueError(f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}")
+        raise ValueError(
+            f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}"
+        )
 
 
 def to_dict(cfg: Config) -> dict:

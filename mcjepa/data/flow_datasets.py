@@ -105,7 +105,9 @@ class FlyingChairs(FlowPairDataset):
         samples = []
         for first in firsts:
             stem = first.name[: -len("_img1.ppm")]
-            samples.append(PairFiles(first, first.with_name(f"{stem}_img2.ppm"), stem, flow=first.with_name(f"{stem}_flow.flo")))
+            samples.append(
+                PairFiles(first, first.with_name(f"{stem}_img2.ppm"), stem, flow=first.with_name(f"{stem}_flow.flo"))
+            )
         if split != "all" and samples:
             split_file = Path(split_file) if split_file else root / "FlyingChairs_train_val.txt"
             if not split_file.is_file():
@@ -114,7 +116,9 @@ class FlyingChairs(FlowPairDataset):
                     "(download FlyingChairs_train_val.txt from the dataset page, or pass split='all')")
             labels = np.loadtxt(split_file, dtype=np.int64, ndmin=1)
             if len(labels) != len(samples):
-                raise ValueError(f"{split_file}: {len(labels)} labels for {len(samples)} image pairs in {root / 'data'}")
+                raise ValueError(
+                    f"{split_file}: {len(labels)} labels for {len(samples)} image pairs in {root / 'data'}"
+                )
             wanted = 1 if split == "train" else 2
             samples = [s for s, label in zip(samples, labels) if label == wanted]
         super().__init__(root, samples, f"FlyingChairs pairs data/*_img1.ppm (split {split})")
@@ -127,7 +131,9 @@ class FlyingThings3D(FlowPairDataset):
     flow of n+1) - RAFT's pairing. Flow files: OpticalFlowIntoFuture_%04d_L.pfm / OpticalFlowIntoPast_%04d_L.pfm.
     """
 
-    def __init__(self, root, split: str = "TRAIN", pass_: str = "clean", direction: str = "forward", camera: str = "left"):
+    def __init__(
+        self, root, split: str = "TRAIN", pass_: str = "clean", direction: str = "forward", camera: str = "left"
+    ):
         root = Path(root)
         if split not in ("TRAIN", "TEST") or pass_ not in ("clean", "final") or camera not in ("left", "right"):
             raise ValueError(f"FlyingThings3D: bad split/pass_/camera {split!r}/{pass_!r}/{camera!r}")
@@ -259,7 +265,9 @@ class KITTIRaw(FlowPairDataset):
             frames = {int(p.stem): p for p in (drive / camera / "data").glob("*.png")}
             for number in sorted(frames):
                 if number + 1 in frames:
-                    samples.append(PairFiles(frames[number], frames[number + 1], f"{drive.name}/{camera}/{number:010d}"))
+                    samples.append(
+                        PairFiles(frames[number], frames[number + 1], f"{drive.name}/{camera}/{number:010d}")
+                    )
         super().__init__(root, samples, f"frames <date>/<drive>_sync/{camera}/data/*.png")
 
 
@@ -287,4 +295,6 @@ class HD1K(FlowPairDataset):
                     continue
                 samples.append(PairFiles(frames[number], frames[number + 1], frames[number].stem,
                                          flow=flow if require_flow else None))
-        super().__init__(root, samples, "pairs hd1k_input/image_2/*_*.png" + (" with flow_occ GT" if require_flow else ""))
+        super().__init__(
+            root, samples, "pairs hd1k_input/image_2/*_*.png" + (" with flow_occ GT" if require_flow else "")
+        )

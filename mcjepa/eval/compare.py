@@ -176,8 +176,9 @@ def results_markdown(results: Mapping[str, Mapping[str, Mapping]],
 
 
 def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[tuple[str, str, float]]) -> dict:
-    """{group: {method: value}} for `mcjepa.viz.notebook_figures.plot_grouped_bars`; groups are the datasets (one metric), the metric labels (one
-    dataset) or 'dataset: metric'. `metrics` = (key, label, factor); missing values are NaN."""
+    """{group: {method: value}} for `mcjepa.viz.notebook_figures.plot_grouped_bars`; groups are the datasets
+    (one metric), the metric labels (one dataset) or 'dataset: metric'. `metrics` = (key, label, factor);
+    missing values are NaN."""
     datasets = list(dict.fromkeys(d for per in results.values() for d in per))
     groups: dict = {}
     for dataset in datasets:
