@@ -89,7 +89,7 @@ def evaluate_timed(fn: Callable, dataset, stride: int) -> dict:
 
 def classical_flow_results(datasets: Mapping[str, object], methods: Sequence[str] = tuple(CLASSICAL_FLOW)) -> dict:
     """{method label: {dataset name: metrics + seconds_per_pair}} of the OpenCV baselines on evaluation datasets
-    given as {name: dataset} (e.g. from `mcjepa.eval.runners.flow_eval_dataset`)."""
+    given as {name: dataset} (e.g. from `mcjepa.data.registry.flow_eval_dataset`)."""
     return {
         CLASSICAL_FLOW[m]: {name: evaluate_timed(classical_flow_fn(m), ds, stride=1) for name, ds in datasets.items()}
         for m in methods

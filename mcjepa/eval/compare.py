@@ -38,10 +38,6 @@ from ..utils import atomic_torch_save, atomic_write, resolve_dir
 from . import suite
 from .classical import CLASSICAL_FLOW, classical_flow_results
 
-__all__ = ["eval_datasets", "untrained_run", "evaluate_runs", "zero_flow_results", "classical_flow_baselines",
-           "baseline_backbones", "paper_table_rows", "results_markdown", "bar_values", "plot_per_class_iou",
-           "class_names", "eval_roots"]  # class_names, eval_roots: from the registry, for the notebooks
-
 TASKS = EVAL_TASKS
 # Views of the registry (mcjepa.data.registry.EVAL_DATASETS), task -> {evaluation dataset: column of the paper's
 # table (mcjepa.eval.tables)}: the dataset's own column, and at tiny scale the column it stands in for.
