@@ -29,6 +29,7 @@ reproduce: setup
 # nbval: every cell must run; cells marked `# NBVAL_CHECK_OUTPUT` must also print what is stored in the notebook
 # (refresh with `python -m mcjepa.notebook_outputs`). tests/browser needs the system `chromium` (.ci/run installs it).
 test: setup
+	$(PY) -m ruff check mcjepa tests benchmarks
 	rm -rf $(SMOKE_DIR)
 	$(PY) -m mcjepa.reproduce prepare --profile smoke --out $(SMOKE_DIR)
 	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg \

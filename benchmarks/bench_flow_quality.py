@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from mcjepa.eval.classical import CLASSICAL_FLOW, classical_flow_fn, evaluate_timed  # noqa: E402
 from mcjepa.eval.runners import flow_eval_dataset, flow_fn  # noqa: E402
 from mcjepa.experiments import ensure_runs, is_finished, run_config, run_dir  # noqa: E402
-from mcjepa.train.checkpoint import load_model  # noqa: E402
+from mcjepa.models.checkpoint import load_model  # noqa: E402
 
 DATASETS = ("embedded", "motorcycle")
 MODELS = {"tiny M-JEPA": "m-jepa", "tiny MC-JEPA": "mc-jepa"}

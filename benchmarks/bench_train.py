@@ -195,7 +195,10 @@ def bench_preset(name: str, device: torch.device, steps: int, warmup: int, amp: 
     with torch.no_grad(), flop_counter() as forward_counter, autocast(device, amp):
         objective(frames, views, True)
     by_module = forward_counter.get_flop_counts()
-    parts = {part: sum(by_module.get(f"Objective.model.{part}", {}).values()) for part in ("encoder", "flow_head", "expander")}
+    parts = {
+        part: sum(by_module.get(f"Objective.model.{part}", {}).values())
+        for part in ("encoder", "flow_head", "expander")
+    }
     parts = {part: v / max(forward_counter.get_total_flops(), 1) for part, v in parts.items()}
 
     for _ in range(warmup):
@@ -207,10 +210,21 @@ def bench_preset(name: str, device: torch.device, steps: int, warmup: int, amp: 
             step()
         sync(device)
         seconds = time.perf_counter() - start
-    return {"preset": name, "work": work, "params": sum(p.numel() for p in model.parameters()),
-            "flops": flops, "forward_flops": forward_counter.get_total_flops(), "flops_by_part": parts, "cv_flops": cost_volume_flops(cfg, model, work), "step_s": seconds / steps,
-            "steps_per_s": steps / seconds, "images_per_s": steps * work.images_per_step / seconds,
-            "peak_bytes": memory.peak, "base_bytes": memory.before, "flops_per_s": flops * steps / seconds}
+    return {
+        "preset": name,
+        "work": work,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": flops,
+        "forward_flops": forward_counter.get_total_flops(),
+        "flops_by_part": parts,
+        "cv_flops": cost_volume_flops(cfg, model, work),
+        "step_s": seconds / steps,
+        "steps_per_s": steps / seconds,
+        "images_per_s": steps * work.images_per_step / seconds,
+        "peak_bytes": memory.peak,
+        "base_bytes": memory.before,
+        "flops_per_s": flops * steps / seconds,
+    }
 
 
 def print_table(rows: list[dict], peak_tflops: float, peak_note: str) -> None:
@@ -223,13 +237,19 @@ def print_table(rows: list[dict], peak_tflops: float, peak_note: str) -> None:
         w = r["work"]
         shape = f"{w.pairs}@{w.crop[0]}x{w.crop[1]} + {w.images}@{w.view[0]}x{w.view[1]}"
         mfu = r["flops_per_s"] / (peak_tflops * 1e12)
-        print(f"{r['preset']:>6} | {shape:>26} | {r['params'] / 1e6:6.1f}M | {r['flops'] / 1e9:10.2f} | "
-              f"{r['cv_flops'] / 1e9:9.2f} | {r['step_s']:7.3f} | {r['steps_per_s']:7.2f} | {r['images_per_s']:7.1f} | "
-              f"{r['peak_bytes'] / 2**30:6.2f}Gi (+{(r['peak_bytes'] - r['base_bytes']) / 2**30:5.2f}Gi) | {r['flops_per_s'] / 1e9:8.2f} | {100 * mfu:5.1f}%")
+        print(
+            f"{r['preset']:>6} | {shape:>26} | {r['params'] / 1e6:6.1f}M | {r['flops'] / 1e9:10.2f} | "
+            f"{r['cv_flops'] / 1e9:9.2f} | {r['step_s']:7.3f} | {r['steps_per_s']:7.2f} | {r['images_per_s']:7.1f} | "
+            f"{r['peak_bytes'] / 2**30:6.2f}Gi (+{(r['peak_bytes'] - r['base_bytes']) / 2**30:5.2f}Gi) | "
+            f"{r['flops_per_s'] / 1e9:8.2f} | {100 * mfu:5.1f}%"
+        )
     for r in rows:
         shares = ", ".join(f"{part} {100 * v:.0f}%" for part, v in r["flops_by_part"].items())
-        print(f"{r['preset']}: forward {r['forward_flops'] / 1e9:.2f} GFLOP (backward = {r['flops'] / r['forward_flops'] - 1:.2f}x "
-              f"forward), forward FLOPs by module: {shares}")
+        print(
+            f"{r['preset']}: forward {r['forward_flops'] / 1e9:.2f} GFLOP "
+            f"(backward = {r['flops'] / r['forward_flops'] - 1:.2f}x "
+            f"forward), forward FLOPs by module: {shares}"
+        )
     print("peak mem: CPU peak RSS of the process over the timed steps (+: above the RSS before them), CUDA "
           "max_memory_allocated (+: above the allocation before them).")
     print(f"MFU against a peak of {peak_tflops:.3f} TFLOP/s ({peak_note}). GFLOP/step: FlopCounterMode, forward + "

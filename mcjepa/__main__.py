@@ -7,11 +7,16 @@ import json
 import math
 import sys
 
+from .config import apply_overrides, preset
+from .data.manifests import main as data_main
+from .data.registry import flow_eval_dataset
+from .eval.flow_metrics import evaluate_flow_dataset
+from .eval.runners import flow_fn
+from .models.checkpoint import load_model
+from .train.trainer import TrainingDiverged, train
+
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import apply_overrides, preset
-    from .train.trainer import TrainingDiverged, train
-
     cfg = preset(args.preset)
     cfg.train.method = args.method
     apply_overrides(cfg, args.set or [])
@@ -26,10 +31,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval_flow(args: argparse.Namespace) -> int:
-    from .eval.flow_metrics import evaluate_flow_dataset
-    from .eval.runners import flow_eval_dataset, flow_fn
-    from .train.checkpoint import load_model
-
     model, cfg = load_model(args.checkpoint)
     dataset = flow_eval_dataset(args.dataset, args.root, cfg)
     result = evaluate_flow_dataset(flow_fn(model), dataset, stride=model.stride, scale=args.scale,
@@ -74,23 +75,23 @@ def _message(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["data"]:
-        from .data.manifests import main as data_main
-
         return data_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mcjepa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("data", help="datasets: `data verify NAME ROOT`, `data list` (see `data -h`)")
 
-    train = sub.add_parser("train", help="train M-JEPA, VICReg or MC-JEPA")
-    train.add_argument("--preset", default="tiny", help="tiny | paper")
-    train.add_argument("--method", default="mc-jepa", choices=["m-jepa", "vicreg", "mc-jepa"])
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+    train_cmd = sub.add_parser("train", help="train M-JEPA, VICReg or MC-JEPA")
+    train_cmd.add_argument("--preset", default="tiny", help="tiny | paper")
+    train_cmd.add_argument("--method", default="mc-jepa", choices=["m-jepa", "vicreg", "mc-jepa"])
+    train_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field by its dotted name, e.g. loss.cycle=0.2 (repeatable)")
-    train.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train.add_argument("--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)")
-    train.add_argument("--no-progress", action="store_true")
-    train.set_defaults(func=_train)
+    train_cmd.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")
+    train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train_cmd.add_argument(
+        "--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)"
+    )
+    train_cmd.add_argument("--no-progress", action="store_true")
+    train_cmd.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval-flow", help="flow EPE/Fl of a checkpoint on a flow dataset")
     evaluate.add_argument("checkpoint")

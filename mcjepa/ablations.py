@@ -40,12 +40,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .config import Config, apply_overrides
+from .data.registry import SCALE_DATASETS, eval_roots
 from .experiments import (check_integer, check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir,
                           save_json)
-from .eval.compare import eval_roots
 from .eval.suite import evaluate_run
 from .eval.tables import PAPER_ABLATIONS
-from .train.checkpoint import read_checkpoint
+from .models.checkpoint import read_checkpoint
 from .train.metrics_log import read_metrics
 from .train.trainer import TrainingDiverged
 
@@ -55,10 +55,9 @@ LABELS = {"flow_start": "flow start epoch", "cycle": "cycle-consistency coeffici
 XSCALES = {"flow_start": "linear", "cycle": "symlog", "balance": "symlog", "vc": "symlog"}
 FIG5_PANELS = ("flow_start", "cycle", "balance")  # the order of the paper's Fig. 5 (5-1, 5-2, 5-3)
 POINT_FORMAT = 2  # 2: seed in the file name, seed-free recipe hash, feat_std_series
-EVAL_DATASETS = {  # evaluation data of the points: the paper's ablations report KITTI-15 EPE, VOC mIoU, DAVIS J&F
-    "tiny": {"flow": "embedded", "segmentation": "embedded", "davis": "embedded"},
-    "paper": {"flow": "kitti2015", "segmentation": "pascal_voc", "davis": "davis2017"},
-}
+# evaluation data of the points (the paper's ablations report KITTI-15 EPE, VOC mIoU, DAVIS J&F): the first
+# dataset of each task in the registry's per-scale table
+EVAL_DATASETS = {scale: {task: names[0] for task, names in per.items()} for scale, per in SCALE_DATASETS.items()}
 
 # The instability setting of claim (iii): the tiny recipe with the paper's weights of the feature losses
 # (regression and cycle 1.0 instead of the tiny preset's 0.1) and the collapse guard on. Measured (seed 0, no

@@ -30,7 +30,7 @@ from scipy import stats
 
 from .ablations import (EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, mean_std_text, recipe_hash,
                         summarize)
-from .eval.compare import eval_roots
+from .data.registry import SCALE_DATASETS, eval_roots
 from .eval.suite import evaluate_run
 from .experiments import (check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir,
                           save_json)
@@ -46,7 +46,6 @@ VERDICT_RULE = ("Welch's t test (unequal variances) on the per-seed values, one-
 METHODS = ("m-jepa", "vicreg", "mc-jepa")
 TASKS = {"m-jepa": ("flow", "segmentation", "davis"), "vicreg": ("segmentation", "davis"),
          "mc-jepa": ("flow", "segmentation", "davis")}
-FLOW_DATASETS = {"tiny": ("embedded", "motorcycle"), "paper": ("kitti2015",)}  # claim (i) is read on each
 RESULT_FORMAT = 1
 
 
@@ -69,7 +68,7 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
     cfg = run_config(scale, method, {}, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
                      data_roots=data_roots)
     path, cfg_hash = result_path(method, seed, figures_dir), config_hash(cfg)
-    flows = FLOW_DATASETS[scale] if "flow" in TASKS[method] else ()
+    flows = SCALE_DATASETS[scale]["flow"] if "flow" in TASKS[method] else ()  # claim (i) is read on each
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash:
@@ -164,7 +163,7 @@ def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: i
                           runs_dir=runs_dir, figures_dir=figures_dir, data_roots=data_roots)
     mc, m, vic = runs["mc-jepa"], runs["m-jepa"], runs["vicreg"]
     rows = []
-    for name in FLOW_DATASETS[scale]:
+    for name in SCALE_DATASETS[scale]["flow"]:
         rows.append(_row("(i) MC-JEPA's flow is at least as good as M-JEPA's", "KITTI-15 EPE 2.67 vs 3.01",
                          f"flow EPE (px), {name}", ("MC-JEPA", "M-JEPA"), _values(mc, f"epe/{name}"),
                          _values(m, f"epe/{name}"), True, "not worse"))

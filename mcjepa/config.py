@@ -1,6 +1,7 @@
 """Plain dataclass configs with the paper's defaults, a `tiny()` preset, and dotted-name overrides.
 
-`paper()` follows the paper as restated in docs/method.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from epoch 10, ...).
+`paper()` follows the paper as restated in docs/method.md (ConvNeXt-T, 6-level pyramid, 100 epochs, flow from
+epoch 10, ...).
 Where the paper's exact value is unknown the field's comment says "our choice". `tiny()` is small enough to
 train in minutes on 2 CPU cores at 96x128 on the embedded synthetic data.
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -101,6 +104,13 @@ class DataConfig:
     # held-out evaluation pairs too
     embedded_train_max_translation: float = 0.0  # training pairs only; 0 = same as embedded_max_translation
     seed: int = 0
+    image_seed_offset: int = 7919  # the image stream's batch order is seeded by seed + this (the pairs': seed)
+    # frame-pair augmentation (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
+    flow_hflip_p: float = 0.5  # horizontal flip of both frames
+    flow_jitter: tuple[float, ...] = (0.2, 0.2, 0.2, 0.05)  # ColorJitter brightness, contrast, saturation, hue
+    flow_jitter_p: float = 0.8  # one jitter draw per pair, shared by both frames
+    view_augment: str = "auto"  # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area,
+    # blur sigma <= 1 px) | "auto": "tiny" when the views are smaller than 128 px, else "paper"
 
 
 @dataclass
@@ -127,6 +137,8 @@ class TrainConfig:
     max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
     min_feature_std: float = 0.0  # collapse guard: stop when a level's feature std falls below it once the flow
     # losses are on (0 = off); see TrainingDiverged
+    flow_augment_seed_offset: int = 1  # step s augments the pairs with step_seed(seed + this, s)
+    views_seed_offset: int = 2  # step s draws the VICReg views with step_seed(seed + this, s)
 
 
 @dataclass
@@ -315,6 +327,12 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
     "loss.census_radius": (lambda v: v >= 1, ">= 1"),
     "data.seed": (lambda v: v >= 0, ">= 0"),
+    "data.image_seed_offset": (lambda v: v >= 0, ">= 0"),
+    "data.flow_hflip_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "data.flow_jitter_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "data.view_augment": (lambda v: v in ("auto", "tiny", "paper"), "'auto', 'tiny' or 'paper'"),
+    "train.flow_augment_seed_offset": (lambda v: v >= 0, ">= 0"),
+    "train.views_seed_offset": (lambda v: v >= 0, ">= 0"),
     "train.epochs": (lambda v: v >= 1, ">= 1"),
     "train.steps_per_epoch": (lambda v: v >= 1, ">= 1"),
     "train.flow_start_epoch": (lambda v: v >= 0, ">= 0"),
@@ -336,9 +354,9 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
     "train.min_feature_std": (lambda v: v >= 0, ">= 0"),
 }
-_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness", "smooth_alpha",
-                      "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1", "occlusion_alpha2",
-                      "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
+_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
+                      "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
+                      "occlusion_alpha2", "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
 _RANGES.update({f"loss.{name}": (lambda v: v >= 0, ">= 0") for name in _NON_NEGATIVE_LOSS})
 
 
@@ -353,6 +371,7 @@ def _check_tuples(cfg: Config) -> None:
             _tuple_of(f"loss.{key}", getattr(cfg.loss, key), "float", None, low=0)
     for key in ("crop", "image_size", "image_base", "embedded_size"):
         _tuple_of(f"data.{key}", getattr(cfg.data, key), "int", 2)
+    _tuple_of("data.flow_jitter", cfg.data.flow_jitter, "float", 4, low=0)
     if not flow.widths or not cfg.model.expander:
         raise ValueError(f"model.flow.widths and model.expander must not be empty, got {flow.widths!r} and "
                          f"{cfg.model.expander!r}")
@@ -390,7 +409,9 @@ def validate(cfg: Config) -> None:
     available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())
     if not cfg.model.flow.strides or not set(cfg.model.flow.strides) <= available or list(
             cfg.model.flow.strides) != sorted(set(cfg.model.flow.strides), reverse=True):
-        raise ValueError(f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}")
+        raise ValueError(
+            f"model.flow.strides {cfg.model.flow.strides} must be decreasing and among {sorted(available)}"
+        )
 
 
 def to_dict(cfg: Config) -> dict:
@@ -402,6 +423,13 @@ def to_dict(cfg: Config) -> dict:
 # does not orphan every cached run (a run's folder is named by the hash of its identity).
 HASH_NEUTRAL: dict[str, Any] = {
     "train.min_feature_std": 0.0,
+    "train.flow_augment_seed_offset": 1,
+    "train.views_seed_offset": 2,
+    "data.image_seed_offset": 7919,
+    "data.flow_hflip_p": 0.5,
+    "data.flow_jitter": (0.2, 0.2, 0.2, 0.05),
+    "data.flow_jitter_p": 0.8,
+    "data.view_augment": "auto",
 }
 
 
@@ -416,6 +444,13 @@ def identity(cfg: Config) -> dict:
         if node[leaf] == neutral:
             del node[leaf]
     return data
+
+
+def config_hash(cfg: Config) -> str:
+    """10 hex digits naming a run: the hash of `identity(cfg)` (the config less knobs at hash-neutral
+    values, so that adding a knob keeps every cached run)."""
+    text = json.dumps(identity(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:

@@ -8,7 +8,6 @@ finished point. Results (JSON) and figures (PNG) go to `figures_dir`, by default
 from __future__ import annotations
 
 import concurrent.futures as futures
-import hashlib
 import json
 import math
 import multiprocessing
@@ -17,25 +16,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import Config, apply_overrides, identity, preset
-from .utils import atomic_write
+from .config import Config, apply_overrides, config_hash, preset
+from .train.trainer import train
+from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
 
 SCALES = ("tiny", "paper")
-
-
-def project_root() -> Path:
-    """The repository root (the folder holding pyproject.toml above this package), else the working dir."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").is_file() else Path.cwd()
-
-
-def resolve_dir(path: str | Path | None, default: str) -> Path:
-    """`path` if given (relative paths are taken from the repository root), else root/default; created."""
-    folder = Path(path) if path else project_root() / default
-    if not folder.is_absolute():
-        folder = project_root() / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def check_scale(scale: str) -> str:
@@ -78,13 +63,6 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
     return apply_overrides(cfg, overrides)
 
 
-def config_hash(cfg: Config) -> str:
-    """10 hex digits naming a run: the hash of `config.identity(cfg)` (the config less knobs at hash-neutral
-    values, so that adding a knob keeps every cached run)."""
-    text = json.dumps(identity(cfg), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
 def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     return resolve_dir(runs_dir, "runs") / f"{cfg.train.method}-{config_hash(cfg)}"
 
@@ -114,8 +92,6 @@ def is_finished(folder: Path, cfg: Config) -> bool:
 def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
                eval_every: int | None = None) -> Path:
     """Train `cfg` unless a finished run with the same config exists; resume an interrupted one."""
-    from .train.trainer import train
-
     folder = run_dir(cfg, runs_dir)
     if is_finished(folder, cfg):
         print(f"reusing finished run {folder}")
@@ -202,7 +178,3 @@ def save_json(data: Any, path: str | Path) -> Path:
         json.dump(clean(data), handle, indent=1, sort_keys=True)
     return path
 
-
-def load_points(folder: str | Path, pattern: str = "*.json") -> list[dict]:
-    """All JSON result files of a sweep folder, sorted by file name."""
-    return [read_json(p) for p in sorted(Path(folder).glob(pattern))]

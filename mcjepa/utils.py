@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and seeding."""
+"""Small shared helpers: atomic file writes, seeding, and the repository's folders."""
 
 from __future__ import annotations
 
@@ -55,3 +55,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding pyproject.toml above this package), else the working dir."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def resolve_dir(path: str | Path | None, default: str) -> Path:
+    """`path` if given (relative paths are taken from the repository root), else root/default; created."""
+    folder = Path(path) if path else project_root() / default
+    if not folder.is_absolute():
+        folder = project_root() / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -190,7 +190,10 @@ def make_cityscapes(root: Path, train_ids=True, seed=0) -> dict:
 def make_ade20k(root: Path, seed=0) -> dict:
     rng, truth = rng_for(seed), {}
     base = root / "ADEChallengeData2016"
-    for split, names in (("training", ["ADE_train_00000001", "ADE_train_00000002"]), ("validation", ["ADE_val_00000001"])):
+    for split, names in (
+        ("training", ["ADE_train_00000001", "ADE_train_00000002"]),
+        ("validation", ["ADE_val_00000001"]),
+    ):
         for name in names:
             write_image(base / "images" / split / f"{name}.jpg", random_image(rng))
             raw = rng.integers(0, 151, (H, W))

@@ -1,4 +1,5 @@
-"""Adapters model -> inspector predict_fn (mcjepa/viz/adapters.py), on a tiny untrained model."""
+"""Adapters model -> inspector predict_fn (mcjepa/eval/runners.py, also importable from mcjepa/viz/adapters.py),
+on a tiny untrained model."""
 
 import math
 
@@ -9,13 +10,18 @@ import torch.nn.functional as F
 
 from mcjepa.config import tiny
 from mcjepa.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSequences, SyntheticStills
-from mcjepa.eval.runners import feature_fn
+from mcjepa.eval.runners import feature_fn, flow_predict_fn, probe_predict_fn, propagation_predict_fn
 from mcjepa.eval.segmentation import LinearProbeConfig, confusion_matrix, linear_probe_segmentation
 from mcjepa.losses.occlusion import forward_backward_occlusion
 from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
-from mcjepa.viz.adapters import flow_predict_fn, probe_predict_fn, propagation_predict_fn
+from mcjepa.viz import adapters
 from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
+
+
+def test_viz_adapters_are_the_eval_adapters():
+    assert adapters.flow_predict_fn is flow_predict_fn and adapters.probe_predict_fn is probe_predict_fn
+    assert adapters.propagation_predict_fn is propagation_predict_fn
 
 
 @pytest.fixture(scope="module")

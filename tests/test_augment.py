@@ -165,7 +165,9 @@ def test_vicreg_views_reproducible_with_seed():
 def test_vicreg_solarize_is_exact_threshold_half():
     image = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.51, 0.7, 0.9, 1.0, 0.3]).view(1, 1, 3, 3).expand(1, 3, 3, 3)
     image = image.contiguous()
-    views = VICRegViews((3, 3), jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 1.0), **IDENTITY_CROP)
+    views = VICRegViews(
+        (3, 3), jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0), solarize_p=(0.0, 1.0), **IDENTITY_CROP
+    )
     view1, view2 = views(image, seed=0)
     expected = torch.tensor([0.0, 0.2, 0.49, 0.5, 0.49, 0.3, 0.1, 0.0, 0.3]).view(1, 1, 3, 3).expand(1, 3, 3, 3)
     torch.testing.assert_close(view2, expected, atol=1e-6, rtol=0)

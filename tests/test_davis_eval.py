@@ -205,7 +205,9 @@ def test_propagation_reproduces_onehot_segments_exactly():
     pred = label_propagation(_onehot_feature_fn(4), frames, masks[0], n_last_frames=3, radius=3, topk=5)
     assert pred.dtype == torch.long and pred.shape == masks.shape
     assert torch.equal(pred, masks)
-    res = evaluate_davis(_onehot_feature_fn(4), [{"frames": frames, "masks": masks, "name": "toy"}], progress=False, radius=3)
+    res = evaluate_davis(
+        _onehot_feature_fn(4), [{"frames": frames, "masks": masks, "name": "toy"}], progress=False, radius=3
+    )
     assert res["J_mean"] == 1.0 and res["F_mean"] == 1.0 and res["JF_mean"] == 1.0 and res["n_objects"] == 3
 
 

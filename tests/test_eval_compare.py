@@ -4,7 +4,6 @@ our tables and bar charts. `evaluate_run` is replaced by a fake where real evalu
 import math
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,7 +15,7 @@ from mcjepa.eval.compare import (
 )
 from mcjepa.eval.tables import FLOW_COLUMNS, SEGMENTATION_COLUMNS, results_table
 from mcjepa.experiments import run_config
-from mcjepa.train.checkpoint import load_model
+from mcjepa.models.checkpoint import load_model
 
 
 def test_eval_datasets_defaults_and_overrides():
@@ -99,9 +98,15 @@ RESULTS = {
 def test_paper_table_rows_tiny_stand_ins_and_paper_columns():
     rows = paper_table_rows(RESULTS, "flow", "tiny")
     assert rows == {
-        "ours (tiny): M-JEPA [Sintel clean col. = embedded, KITTI-15 col. = motorcycle]":
-            {"sintel_clean_train": 3.0, "kitti2015_train_epe": 9.5, "backbone": "ConvNeXt (tiny)"},
-        "ours (tiny): MC-JEPA [Sintel clean col. = embedded]": {"sintel_clean_train": 2.5, "backbone": "ConvNeXt (tiny)"},
+        "ours (tiny): M-JEPA [Sintel clean col. = embedded, KITTI-15 col. = motorcycle]": {
+            "sintel_clean_train": 3.0,
+            "kitti2015_train_epe": 9.5,
+            "backbone": "ConvNeXt (tiny)",
+        },
+        "ours (tiny): MC-JEPA [Sintel clean col. = embedded]": {
+            "sintel_clean_train": 2.5,
+            "backbone": "ConvNeXt (tiny)",
+        },
     }
     md, _ = results_table(rows, kind="flow")
     assert "**3.00**" in md and "**9.50**" in md and "**ConvNeXt (tiny)**" in md
@@ -127,7 +132,9 @@ def test_results_markdown_and_bar_values():
     one_metric = bar_values(RESULTS, [("epe", "EPE", 1)])
     assert list(one_metric) == ["embedded", "motorcycle"]
     assert one_metric["motorcycle"]["M-JEPA"] == 9.5 and math.isnan(one_metric["motorcycle"]["MC-JEPA"])
-    davis = bar_values({"A": {"embedded": {"J_mean": 0.2, "F_mean": 0.4}}}, [("J_mean", "J", 100), ("F_mean", "F", 100)])
+    davis = bar_values(
+        {"A": {"embedded": {"J_mean": 0.2, "F_mean": 0.4}}}, [("J_mean", "J", 100), ("F_mean", "F", 100)]
+    )
     assert davis == {"J": {"A": pytest.approx(20.0)}, "F": {"A": pytest.approx(40.0)}}
     both = bar_values(RESULTS, [("epe", "EPE", 1), ("fl", "Fl", 1)])
     assert list(both)[:2] == ["embedded: EPE", "embedded: Fl"]

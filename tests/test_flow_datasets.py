@@ -134,34 +134,3 @@ def test_hd1k_pairs_within_sequences(tmp_path):
     np.testing.assert_array_equal(as_hwc(sample["flow"]), flow)
     unsupervised = D.HD1K(tmp_path, require_flow=False)
     assert len(unsupervised) == 3 and "flow" not in unsupervised[0]
-
-
-def test_mix_datasets_repeats_and_order():
-    class Tiny(torch.utils.data.Dataset):
-        def __init__(self, tag, n):
-            self.tag, self.n = tag, n
-
-        def __len__(self):
-            return self.n
-
-        def __getitem__(self, i):
-            return (self.tag, i)
-
-    a, b = Tiny("a", 2), Tiny("b", 3)
-    mix = D.mix_datasets([(a, 3), (b, 2)])
-    reference = [("a", i % 2) for i in range(6)] + [("b", i % 3) for i in range(6)]
-    assert len(mix) == 12 and [mix[i] for i in range(12)] == reference
-    assert mix[-1] == ("b", 2)
-    nested = 2 * mix + D.mix_datasets([(a, 1)])
-    assert len(nested) == 26 and nested[25] == ("a", 1)
-    with pytest.raises(IndexError):
-        mix[12]
-    with pytest.raises(ValueError):
-        D.mix_datasets([(a, 0)])
-
-
-def test_rmul_on_flow_dataset(tmp_path):
-    fx.make_hd1k(tmp_path)
-    hd1k = D.HD1K(tmp_path)
-    mixed = 2 * hd1k
-    assert len(mixed) == 6 and mixed[4]["name"] == hd1k.samples[1].name

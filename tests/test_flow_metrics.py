@@ -321,7 +321,9 @@ def test_submission_writers(tmp_path):
 
     def flow_fn(f1, f2):
         b, _, h, w = f1.shape
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         return torch.stack([xs / 4 - 1.5, -ys / 8], dim=0).expand(b, 2, h, w).clone()
 
     ds = _PairDataset(2, with_gt=False, names=["000004_10", "000011_10"])

@@ -80,8 +80,22 @@ def _error_class(message: str) -> str:
     """A short name for the class of a DataFormatError message (for hypothesis' statistics)."""
     if message.startswith("unreadable"):
         return message.split(" (")[0] + " (" + message.split(" (", 1)[-1].split(":")[0] + ")"
-    for key in ("too short", "magic", "absurd", "MAX_PIXELS", "truncated", "trailing bytes", "malformed", "inflates beyond",
-                "not ASCII", "scale", "16-bit", "channels", "mode", "not an 8-bit"):
+    for key in (
+        "too short",
+        "magic",
+        "absurd",
+        "MAX_PIXELS",
+        "truncated",
+        "trailing bytes",
+        "malformed",
+        "inflates beyond",
+        "not ASCII",
+        "scale",
+        "16-bit",
+        "channels",
+        "mode",
+        "not an 8-bit",
+    ):
         if key in message:
             return key
     return message[:40]

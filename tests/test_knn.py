@@ -75,7 +75,9 @@ def test_knn_and_linear_probe_on_separable_toy():
 
     knn = knn_accuracy(pooled_fn, train, val, num_classes=6, k=5, progress=False)
     assert knn["top1"] > 0.9 and knn["top5"] == 1.0
-    lin = linear_classifier_accuracy(pooled_fn, train, val, 6, LinearClassifierConfig(epochs=50, lr=5e-2), progress=False)
+    lin = linear_classifier_accuracy(
+        pooled_fn, train, val, 6, LinearClassifierConfig(epochs=50, lr=5e-2), progress=False
+    )
     assert lin["top1"] > 0.9
     assert lin["history"][-1]["loss"] < lin["history"][0]["loss"]
     # uninformative features -> near chance: the probes can fail

@@ -52,7 +52,9 @@ def test_reconstruction_l1_l2_by_hand_with_mask():
     # a large error at the masked-out pixel must not count
     recon2 = recon.clone()
     recon2[0, 0, 0, 1] = 1.0e3
-    assert reconstruction_loss(image, recon2, mask, 0.15, 2.0, 0.0).item() == pytest.approx(0.15 * l1 + 2.0 * l2, abs=1e-6)
+    assert reconstruction_loss(image, recon2, mask, 0.15, 2.0, 0.0).item() == pytest.approx(
+        0.15 * l1 + 2.0 * l2, abs=1e-6
+    )
     # no mask: plain mean over the 4 pixels
     assert reconstruction_loss(image, recon, None, 1.0, 0.0, 0.0).item() == pytest.approx(0.8 / 4, abs=1e-6)
 
@@ -76,8 +78,16 @@ def slow_ssim_dissimilarity(x: np.ndarray, y: np.ndarray, c1=0.01**2, c2=0.03**2
         for c in range(channels):
             for i in range(height):
                 for j in range(width):
-                    xs = [x[b, c, reflect(i + di, height), reflect(j + dj, width)] for di in (-1, 0, 1) for dj in (-1, 0, 1)]
-                    ys = [y[b, c, reflect(i + di, height), reflect(j + dj, width)] for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+                    xs = [
+                        x[b, c, reflect(i + di, height), reflect(j + dj, width)]
+                        for di in (-1, 0, 1)
+                        for dj in (-1, 0, 1)
+                    ]
+                    ys = [
+                        y[b, c, reflect(i + di, height), reflect(j + dj, width)]
+                        for di in (-1, 0, 1)
+                        for dj in (-1, 0, 1)
+                    ]
                     mx, my = sum(xs) / 9, sum(ys) / 9
                     vx = sum((a - mx) ** 2 for a in xs) / 9
                     vy = sum((a - my) ** 2 for a in ys) / 9
@@ -96,7 +106,9 @@ def test_ssim_matches_slow_box_window_loop():
     np.testing.assert_allclose(got.numpy(), slow_ssim_dissimilarity(x.numpy(), y.numpy()), atol=1e-10)
     # and the SSIM part of the reconstruction loss is its masked mean
     mask = (torch.rand(1, 1, 5, 6) > 0.4).double()
-    expected = (slow_ssim_dissimilarity(x.numpy(), y.numpy()).mean(axis=1, keepdims=True) * mask.numpy()).sum() / mask.sum().item()
+    expected = (
+        slow_ssim_dissimilarity(x.numpy(), y.numpy()).mean(axis=1, keepdims=True) * mask.numpy()
+    ).sum() / mask.sum().item()
     assert reconstruction_loss(x, y, mask, 0.0, 0.0, 1.0).item() == pytest.approx(expected, abs=1e-10)
 
 
@@ -177,8 +189,9 @@ def test_occlusion_threshold_by_hand(d, occluded):
     """f_fw = (3, 0), f_bw = (-3 + d, 0): mismatch d^2 vs 0.01 (9 + (3 - d)^2) + 0.5.
     d = 0.79: 0.6241 < 0.6388 -> visible;  d = 0.80: 0.6400 > 0.6384 -> occluded."""
     height, width = 4, 8
-    occ = forward_backward_occlusion(constant_flow(3.0, 0.0, height, width), constant_flow(-3.0 + d, 0.0, height, width),
-                                     alpha1=0.01, alpha2=0.5)
+    occ = forward_backward_occlusion(
+        constant_flow(3.0, 0.0, height, width), constant_flow(-3.0 + d, 0.0, height, width), alpha1=0.01, alpha2=0.5
+    )
     assert torch.all(occ[..., : width - 3] == occluded)
 
 
@@ -201,7 +214,9 @@ def test_feature_regression_zero_for_shifted_features_and_matching_flow(u, v):
     mask = interior_mask(u, v, height, width).expand(2, -1, -1, -1)
     assert feature_regression_loss(x1, x2, flow, mask).item() == pytest.approx(0.0, abs=1e-10)
     # the opposite flow does not predict the features
-    assert feature_regression_loss(x1, x2, -flow, interior_mask(-u, -v, height, width).expand(2, -1, -1, -1)).item() > 0.5
+    assert (
+        feature_regression_loss(x1, x2, -flow, interior_mask(-u, -v, height, width).expand(2, -1, -1, -1)).item() > 0.5
+    )
 
 
 def test_feature_regression_hand_value():
@@ -223,7 +238,9 @@ def test_cycle_consistency_zero_for_opposite_integer_translations():
     loss = cycle_consistency_loss(x1, constant_flow(u, v, height, width), constant_flow(-u, -v, height, width), mask)
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
     # not inverse: positive
-    wrong = cycle_consistency_loss(x1, constant_flow(u, v, height, width), constant_flow(-u + 1, -v, height, width), mask)
+    wrong = cycle_consistency_loss(
+        x1, constant_flow(u, v, height, width), constant_flow(-u + 1, -v, height, width), mask
+    )
     assert wrong.item() > 0.1
 
 
@@ -274,15 +291,21 @@ def test_variance_and_covariance_loss_match_loops():
 
 def test_variance_covariance_loss_on_feature_map_matches_loops():
     g = torch.Generator().manual_seed(3)
-    features = torch.randn(2, 4, 3, 5, generator=g, dtype=torch.float64) * torch.tensor([0.3, 1.0, 2.0, 0.5]).view(1, 4, 1, 1)
-    rows = [features[b, :, y, x].numpy() for b in range(2) for y in range(3) for x in range(5)]  # every position a sample
+    features = torch.randn(2, 4, 3, 5, generator=g, dtype=torch.float64) * torch.tensor([0.3, 1.0, 2.0, 0.5]).view(
+        1, 4, 1, 1
+    )
+    rows = [
+        features[b, :, y, x].numpy() for b in range(2) for y in range(3) for x in range(5)
+    ]  # every position a sample
     z = np.stack(rows)
     expected = 1.5 * loop_variance(z) + 0.04 * loop_covariance(z)
     assert variance_covariance_loss(features, 1.5, 0.04).item() == pytest.approx(expected, abs=1e-6)
     # subsampling: 30 positions down to at most 8 -> every ceil(30 / 8) = 4th row in (b, y, x) order
     sub = z[::4]
     expected_sub = loop_variance(sub) + 0.04 * loop_covariance(sub)
-    assert variance_covariance_loss(features, 1.0, 0.04, max_positions=8).item() == pytest.approx(expected_sub, abs=1e-6)
+    assert variance_covariance_loss(features, 1.0, 0.04, max_positions=8).item() == pytest.approx(
+        expected_sub, abs=1e-6
+    )
 
 
 def numpy_vicreg(x: np.ndarray, y: np.ndarray, sim=25.0, std=25.0, cov=1.0):
@@ -368,8 +391,9 @@ def test_flow_loss_terms_pair_each_direction_with_its_own_flow():
                       feature_regression_loss(out.features2[l], out.features1[l], out.flows_bw[l])) for l in range(2))
     cyc = sum(a[l] * (cycle_consistency_loss(out.features1[l], out.flows_fw[l], out.flows_bw[l]) +
                       cycle_consistency_loss(out.features2[l], out.flows_bw[l], out.flows_fw[l])) for l in range(2))
-    rec = (reconstruction_loss(frame1, warp(frame2, out.flow_fw, "border"), None, cfg.rec_l1, cfg.rec_l2, cfg.rec_ssim) +
-           reconstruction_loss(frame2, warp(frame1, out.flow_bw, "border"), None, cfg.rec_l1, cfg.rec_l2, cfg.rec_ssim))
+    rec = reconstruction_loss(
+        frame1, warp(frame2, out.flow_fw, "border"), None, cfg.rec_l1, cfg.rec_l2, cfg.rec_ssim
+    ) + reconstruction_loss(frame2, warp(frame1, out.flow_bw, "border"), None, cfg.rec_l1, cfg.rec_l2, cfg.rec_ssim)
     smooth = (smoothness_loss(out.flow_fw / 16, frame1, cfg.smooth_alpha, 1) +
               smoothness_loss(out.flow_bw / 16, frame2, cfg.smooth_alpha, 1))
     for name, value in (("flow/reg", reg), ("flow/cycle", cyc), ("flow/rec", rec), ("flow/smooth", smooth)):

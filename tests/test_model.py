@@ -30,7 +30,9 @@ def test_tiny_pyramid_strides_channels_shapes():
     assert encoder.strides == (2, 4, 8, 16, 32)
     assert encoder.channels == (cfg.stem_dim,) + tuple(cfg.dims)
     levels = encoder(torch.rand(2, 3, 64, 96))
-    assert [tuple(f.shape) for f in levels] == [(2, c, 64 // s, 96 // s) for c, s in zip(encoder.channels, encoder.strides)]
+    assert [tuple(f.shape) for f in levels] == [
+        (2, c, 64 // s, 96 // s) for c, s in zip(encoder.channels, encoder.strides)
+    ]
     assert encoder.pool(levels).shape == (2, cfg.dims[-1])
 
 
@@ -152,8 +154,17 @@ def test_drop_path_keeps_the_expectation():
 # ----------------------------------------------------------------------------------------------- config
 
 def test_apply_overrides_from_cli_strings_and_dict():
-    cfg = apply_overrides(tiny(), ["loss.cycle=0.2", "model.flow.radius = 2", "train.method=m-jepa",
-                                   "data.crop=(64, 128)", "model.encoder.depths=[1, 1, 1, 1]", "loss.use_occlusion=False"])
+    cfg = apply_overrides(
+        tiny(),
+        [
+            "loss.cycle=0.2",
+            "model.flow.radius = 2",
+            "train.method=m-jepa",
+            "data.crop=(64, 128)",
+            "model.encoder.depths=[1, 1, 1, 1]",
+            "loss.use_occlusion=False",
+        ],
+    )
     assert cfg.loss.cycle == 0.2 and cfg.model.flow.radius == 2 and cfg.train.method == "m-jepa"
     assert cfg.data.crop == (64, 128) and cfg.model.encoder.depths == (1, 1, 1, 1) and cfg.loss.use_occlusion is False
     cfg = apply_overrides(tiny(), {"loss.balance": 1, "train.sampling": "alternate"})
@@ -167,8 +178,17 @@ def test_unknown_override_key_lists_valid_keys():
     assert "loss.cylce" in message and "loss.cycle" in message and "model.flow.radius" in message
 
 
-@pytest.mark.parametrize("override", [["train.epochs=1.5"], ["train.epochs=abc"], {"loss.use_occlusion": 1},
-                                      {"loss.cycle": "big"}, ["override-without-equals"], {"train.method": "supervised"}])
+@pytest.mark.parametrize(
+    "override",
+    [
+        ["train.epochs=1.5"],
+        ["train.epochs=abc"],
+        {"loss.use_occlusion": 1},
+        {"loss.cycle": "big"},
+        ["override-without-equals"],
+        {"train.method": "supervised"},
+    ],
+)
 def test_wrong_type_or_value_raises(override):
     with pytest.raises(ValueError):
         apply_overrides(tiny(), override)

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from mcjepa.viz.notebook_figures import (markdown_table, plot_data_overview, plot_dimension_std, plot_flow_rows, plot_grouped_bars,
-                                         plot_per_frame_scores)
+from mcjepa.viz.notebook_figures import (
+    markdown_table,
+    plot_data_overview,
+    plot_dimension_std,
+    plot_flow_rows,
+    plot_grouped_bars,
+    plot_per_frame_scores,
+)
 from mcjepa.viz.plots import group_loss_keys, plot_loss_curves
 from mcjepa.viz.widgets import DataTour
 

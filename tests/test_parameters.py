@@ -147,8 +147,9 @@ def test_cli_errors_are_one_line_naming_the_thing(tmp_path, capsys):
 def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
     (tmp_path / "a.json").write_text('{"x": 1}')
     (tmp_path / "b.json").write_text('{"x": ')
+    assert experiments.read_json(tmp_path / "a.json") == {"x": 1}
     with pytest.raises(ValueError, match=f"{tmp_path / 'b.json'}: not a valid JSON file"):
-        experiments.load_points(tmp_path)
+        experiments.read_json(tmp_path / "b.json")
     cfg = tiny()
     (tmp_path / "done.json").write_text('{"steps": ')
     with pytest.warns(UserWarning, match="done.json: not a valid JSON file"):
@@ -167,7 +168,8 @@ def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
         section, name = key.split(".")
         assert getattr(getattr(base, section), name) == neutral  # the default reproduces the old behaviour
         assert name not in identity(base)[section]
-        changed = apply_overrides(tiny(), {key: 0.5})
-        assert identity(changed)[section][name] == 0.5 and config_hash(changed) != config_hash(base)
+        other = {float: 0.25, int: 3, str: "paper", tuple: (0.1, 0.1, 0.1, 0.0)}[type(neutral)]
+        changed = apply_overrides(tiny(), {key: other})
+        assert identity(changed)[section][name] == other and config_hash(changed) != config_hash(base)
     other = apply_overrides(tiny(), {"loss.cycle": 0.2})
     assert config_hash(other) != config_hash(base)

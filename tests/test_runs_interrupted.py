@@ -16,7 +16,7 @@ import torch
 
 from mcjepa.__main__ import main as cli
 from mcjepa.config import paper, to_dict
-from mcjepa.train.checkpoint import read_checkpoint
+from mcjepa.models.checkpoint import read_checkpoint
 from mcjepa.train.metrics_log import MetricsLog, read_metrics
 from mcjepa.train.trainer import train
 from test_trainer import micro_config, parameters

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from mcjepa.data.synthetic import (CLASS_NAMES, Layer, SceneConfig, SyntheticFlowPairs, SyntheticSequences,
-                                   SyntheticStills, derive_seed, export_davis, export_flyingchairs, render_pair,
-                                   render_sequence, render_still)
+                                   SyntheticStills, derive_seed, render_pair, render_sequence, render_still)
+from mcjepa.data.synthetic_export import export_davis, export_flyingchairs
 from mcjepa.data.synthetic_render import render_layers
 from mcjepa.data.synthetic_scene import sample_scene
 from mcjepa.models.warp import warp

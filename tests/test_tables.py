@@ -1,8 +1,6 @@
 """Paper numbers as data (checked against the write-up in docs/method.md) and our-vs-paper tables."""
 
 import json
-import math
-import re
 from pathlib import Path
 
 import pytest
@@ -71,7 +69,9 @@ def test_results_table_labels_ours_and_formats():
     assert sum(1 for l in lines if l.startswith("| ") and "MC-JEPA" in l) == 1
     assert "not comparable" in md
     assert len(fig.axes) == 1
-    md2, _ = results_table({"voc linear run": {"voc_linear": 12.3}, "ours (32px)": {"davis_jf": 5.0}}, kind="segmentation")
+    md2, _ = results_table(
+        {"voc linear run": {"voc_linear": 12.3}, "ours (32px)": {"davis_jf": 5.0}}, kind="segmentation"
+    )
     assert "ours: voc linear run" in md2 and "**ours (32px)**" in md2 and "**12.3**" in md2
     with pytest.warns(UserWarning, match="PERCENT"):
         results_table({"voc_linear": 0.45}, kind="segmentation")
@@ -82,7 +82,9 @@ def test_results_table_labels_ours_and_formats():
 
 
 def test_save_results_table(tmp_path):
-    paths = save_results_table({"voc_linear": 20.5, "davis_jf": float("nan")}, tmp_path / "sub" / "seg", kind="segmentation")
+    paths = save_results_table(
+        {"voc_linear": 20.5, "davis_jf": float("nan")}, tmp_path / "sub" / "seg", kind="segmentation"
+    )
     assert sorted(p.name for p in paths.values()) == ["seg.json", "seg.md", "seg.png"]
     data = json.loads(paths["json"].read_text())
     assert data["ours"][0]["voc_linear"] == 20.5 and data["ours"][0]["davis_jf"] is None

@@ -10,10 +10,13 @@ import torch.multiprocessing as mp
 
 from mcjepa.__main__ import main as cli
 from mcjepa.ablations import INSTABILITY
-from mcjepa.config import apply_overrides, tiny
-from mcjepa.train.checkpoint import load_model, read_checkpoint
+from mcjepa.config import HASH_NEUTRAL, apply_overrides, tiny
+from mcjepa.models.checkpoint import load_model, read_checkpoint
+from mcjepa.models.mcjepa import MCJEPA
+from mcjepa.train.checkpoint import save_checkpoint
 from mcjepa.train.metrics_log import read_metrics
-from mcjepa.train.trainer import StepBatches, TrainingDiverged, streams_for_step, train
+from mcjepa.train.schedule import build_optimizer
+from mcjepa.train.trainer import StepBatches, TrainingDiverged, resume_state, streams_for_step, train
 
 
 def micro_config(method="mc-jepa", **overrides):
@@ -165,3 +168,20 @@ def test_ddp_two_gloo_processes(tmp_path):
         assert torch.equal(rank0[name], rank1[name]) and torch.equal(rank0[name], state["model"][name]), name
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 logs once per step
+
+
+def test_a_checkpoint_from_before_a_hash_neutral_knob_still_resumes(tmp_path):
+    """Checkpoints written before a HASH_NEUTRAL knob existed lack its key: resume compares config identities."""
+    cfg = micro_config("m-jepa")
+    model = MCJEPA(cfg.model)
+    optimizer, scheduler = build_optimizer(model, cfg)
+    save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, 3, cfg)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for key in HASH_NEUTRAL:
+        section, name = key.split(".")
+        del state["config"][section][name]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    assert resume_state(tmp_path / "checkpoint.pt", cfg, model, optimizer, scheduler)[0] == 3
+    other = micro_config("m-jepa", **{"data.flow_hflip_p": 0.0})
+    with pytest.raises(ValueError, match=r"different config \(sections \['data'\]\)"):
+        resume_state(tmp_path / "checkpoint.pt", other, model, optimizer, scheduler)

@@ -386,7 +386,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_flow_cost_volume_follows_the_direction():
     inspector = FlowInspector(make_pairs(), FakeFlowModel(with_cost_bw=True))
     fw, bw = inspector.compute_panels(0, 1, "fw", "flow"), inspector.compute_panels(0, 1, "bw", "flow")
-    assert fw["cost_volume_title"] == "cost volume fw (level 1)" and bw["cost_volume_title"] == "cost volume bw (level 1)"
+    assert (
+        fw["cost_volume_title"] == "cost volume fw (level 1)" and bw["cost_volume_title"] == "cost volume bw (level 1)"
+    )
     assert not np.array_equal(fw["cost_volume"], bw["cost_volume"])
     assert "argmax offset (-4, -4)" in inspector.render(0, 1, "bw", "flow").axes[3].get_title()
     fw_only = FlowInspector(make_pairs(), FakeFlowModel())  # no backward costs: said so, same layout

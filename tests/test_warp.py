@@ -130,7 +130,9 @@ def test_resize_flow_rescales_each_axis_by_its_size_ratio():
     assert torch.allclose(out[:, 0], torch.full((1, 8, 18), 6.0))  # u * 18/6
     assert torch.allclose(out[:, 1], torch.full((1, 8, 18), 6.0))  # v * 8/4
     down = resize_flow(constant_flow(4.0, -8.0, 8, 8), (2, 4))
-    assert torch.allclose(down[:, 0], torch.full((1, 2, 4), 2.0)) and torch.allclose(down[:, 1], torch.full((1, 2, 4), -2.0))
+    assert torch.allclose(down[:, 0], torch.full((1, 2, 4), 2.0)) and torch.allclose(
+        down[:, 1], torch.full((1, 2, 4), -2.0)
+    )
 
 
 def test_upsample_flow2_doubles_size_and_values():

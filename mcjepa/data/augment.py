@@ -249,7 +249,9 @@ class FlowAugment(nn.Module):
         if h > height or w > width:
             raise ValueError(f"FlowAugment: crop {(h, w)} larger than the input {(height, width)}")
         lo, hi = self.scale_range
-        log_s = torch.empty(batch).uniform_(math.log(lo), math.log(hi)) if hi > lo else torch.full((batch,), math.log(lo))
+        log_s = (
+            torch.empty(batch).uniform_(math.log(lo), math.log(hi)) if hi > lo else torch.full((batch,), math.log(lo))
+        )
         # the crop must fit in the scaled image: s (W - 1) >= w - 1 and s (H - 1) >= h - 1
         s_fit = max((h - 1) / max(height - 1, 1), (w - 1) / max(width - 1, 1))
         scale = log_s.exp().clamp(min=s_fit)

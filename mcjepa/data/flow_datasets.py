@@ -20,7 +20,6 @@ Layouts (root = the folder named in each class docstring):
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +82,6 @@ class FlowPairDataset(Dataset):
             sample["occlusion"] = torch.from_numpy(read_label_png(files.occlusion) > 127)
         return sample
 
-    def __rmul__(self, repeats: int) -> "ConcatWithRepeats":
-        """RAFT-style `100 * sintel`: the dataset repeated `repeats` times."""
-        return ConcatWithRepeats([(self, repeats)])
-
 
 def _frame_number(path: Path) -> int:
     match = re.search(r"(\d+)(?=\D*$)", path.stem)
@@ -110,7 +105,9 @@ class FlyingChairs(FlowPairDataset):
         samples = []
         for first in firsts:
             stem = first.name[: -len("_img1.ppm")]
-            samples.append(PairFiles(first, first.with_name(f"{stem}_img2.ppm"), stem, flow=first.with_name(f"{stem}_flow.flo")))
+            samples.append(
+                PairFiles(first, first.with_name(f"{stem}_img2.ppm"), stem, flow=first.with_name(f"{stem}_flow.flo"))
+            )
         if split != "all" and samples:
             split_file = Path(split_file) if split_file else root / "FlyingChairs_train_val.txt"
             if not split_file.is_file():
@@ -119,7 +116,9 @@ class FlyingChairs(FlowPairDataset):
                     "(download FlyingChairs_train_val.txt from the dataset page, or pass split='all')")
             labels = np.loadtxt(split_file, dtype=np.int64, ndmin=1)
             if len(labels) != len(samples):
-                raise ValueError(f"{split_file}: {len(labels)} labels for {len(samples)} image pairs in {root / 'data'}")
+                raise ValueError(
+                    f"{split_file}: {len(labels)} labels for {len(samples)} image pairs in {root / 'data'}"
+                )
             wanted = 1 if split == "train" else 2
             samples = [s for s, label in zip(samples, labels) if label == wanted]
         super().__init__(root, samples, f"FlyingChairs pairs data/*_img1.ppm (split {split})")
@@ -132,7 +131,9 @@ class FlyingThings3D(FlowPairDataset):
     flow of n+1) - RAFT's pairing. Flow files: OpticalFlowIntoFuture_%04d_L.pfm / OpticalFlowIntoPast_%04d_L.pfm.
     """
 
-    def __init__(self, root, split: str = "TRAIN", pass_: str = "clean", direction: str = "forward", camera: str = "left"):
+    def __init__(
+        self, root, split: str = "TRAIN", pass_: str = "clean", direction: str = "forward", camera: str = "left"
+    ):
         root = Path(root)
         if split not in ("TRAIN", "TEST") or pass_ not in ("clean", "final") or camera not in ("left", "right"):
             raise ValueError(f"FlyingThings3D: bad split/pass_/camera {split!r}/{pass_!r}/{camera!r}")
@@ -264,7 +265,9 @@ class KITTIRaw(FlowPairDataset):
             frames = {int(p.stem): p for p in (drive / camera / "data").glob("*.png")}
             for number in sorted(frames):
                 if number + 1 in frames:
-                    samples.append(PairFiles(frames[number], frames[number + 1], f"{drive.name}/{camera}/{number:010d}"))
+                    samples.append(
+                        PairFiles(frames[number], frames[number + 1], f"{drive.name}/{camera}/{number:010d}")
+                    )
         super().__init__(root, samples, f"frames <date>/<drive>_sync/{camera}/data/*.png")
 
 
@@ -292,49 +295,6 @@ class HD1K(FlowPairDataset):
                     continue
                 samples.append(PairFiles(frames[number], frames[number + 1], frames[number].stem,
                                          flow=flow if require_flow else None))
-        super().__init__(root, samples, "pairs hd1k_input/image_2/*_*.png" + (" with flow_occ GT" if require_flow else ""))
-
-
-class ConcatWithRepeats(Dataset):
-    """Concatenation of datasets, each repeated an integer number of times (RAFT's `100*sintel + 200*kitti`).
-
-    len = sum_i repeats_i * len(ds_i); index k maps to dataset i, item (k - offset_i) mod len(ds_i).
-    """
-
-    def __init__(self, parts: Sequence[tuple[Dataset, int]]):
-        if not parts:
-            raise ValueError("ConcatWithRepeats needs at least one (dataset, repeats) pair")
-        self.parts = []
-        for dataset, repeats in parts:
-            if isinstance(dataset, ConcatWithRepeats):  # flatten nested mixes
-                self.parts += [(inner, inner_repeats * int(repeats)) for inner, inner_repeats in dataset.parts]
-            else:
-                self.parts.append((dataset, int(repeats)))
-        for dataset, repeats in self.parts:
-            if repeats < 1 or repeats != int(repeats) or len(dataset) == 0:
-                raise ValueError(f"ConcatWithRepeats: repeats must be an integer >= 1 and datasets non-empty, got {repeats}")
-        self.offsets = np.cumsum([0] + [len(d) * r for d, r in self.parts]).tolist()
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def __getitem__(self, index: int):
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a mix of length {len(self)}")
-        part = bisect.bisect_right(self.offsets, index) - 1
-        dataset, _ = self.parts[part]
-        return dataset[(index - self.offsets[part]) % len(dataset)]
-
-    def __add__(self, other):
-        other_parts = other.parts if isinstance(other, ConcatWithRepeats) else [(other, 1)]
-        return ConcatWithRepeats(self.parts + other_parts)
-
-    def __rmul__(self, repeats: int):
-        return ConcatWithRepeats([(self, repeats)])
-
-
-def mix_datasets(parts: Sequence[tuple[Dataset, int]]) -> ConcatWithRepeats:
-    """`mix_datasets([(sintel, 100), (kitti, 200), (hd1k, 5)])` -> one dataset with those repetition factors."""
-    return ConcatWithRepeats(parts)
+        super().__init__(
+            root, samples, "pairs hd1k_input/image_2/*_*.png" + (" with flow_occ GT" if require_flow else "")
+        )

@@ -32,7 +32,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mcjepa.utils import atomic_write
 
@@ -96,7 +96,9 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
         raise DataFormatError(f"{path}: .flo file too short ({len(data)} bytes) for its 12-byte header")
     if data[:4] != FLO_MAGIC_BYTES:
         magic = np.frombuffer(data[:4], "<f4")[0]
-        raise DataFormatError(f"{path}: wrong .flo magic {magic!r} (bytes {data[:4]!r}), expected {FLO_MAGIC} (b'PIEH')")
+        raise DataFormatError(
+            f"{path}: wrong .flo magic {magic!r} (bytes {data[:4]!r}), expected {FLO_MAGIC} (b'PIEH')"
+        )
     width, height = (int(v) for v in np.frombuffer(data[4:12], "<i4"))
     _check_side(path, width, height)
     expected = 12 + 8 * width * height

@@ -1,15 +1,28 @@
-"""Build training datasets by name, so configs and the CLI can say `flow_datasets=("sintel*2", "kitti2015")`."""
+"""Every dataset by name: the training sets of a config (`flow_datasets=("sintel*2", "kitti2015")`) and the
+evaluation sets of each task, with their root folders, aliases, class names, paper-table columns, and what is
+evaluated on at each scale. Adding an evaluation dataset is one entry in `EVAL_DATASETS` (and in
+`SCALE_DATASETS` if a scale evaluates on it by default).
+
+    training:      flow_dataset / flow_mix (frame pairs), image_dataset (stills), collate_pairs / collate_images
+    evaluation:    flow_eval_dataset (pairs with ground truth), segmentation_datasets ((train, val, classes) of
+                   the linear probe), video_dataset (sequences with first-frame instance masks, DAVIS-style)
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..config import DataConfig
+from ..config import Config, DataConfig
+from . import content_datasets as cd
+from . import flow_datasets as fd
 from .cache import RenderedOnce
+from .offline_sources import MotorcycleStereo, OpenCVDocVideos
+from .synthetic import CLASS_NAMES, SceneConfig, SyntheticFlowPairs, SyntheticSequences, SyntheticStills
 
 FLOW_DATASETS = ("embedded", "flyingchairs", "flyingthings3d", "sintel", "kitti2015", "kitti2012",
                  "kitti_multiview", "kitti_raw", "hd1k", "opencv_doc")
@@ -39,8 +52,6 @@ def _root(cfg: DataConfig, name: str) -> str:
 def embedded_scene(cfg: DataConfig, split: str = "test"):
     """The generator settings of the embedded data for a data config; the train split may move faster
     (`embedded_train_max_translation`) while val/test stay the fixed held-out benchmark."""
-    from .synthetic import SceneConfig
-
     translation = cfg.embedded_max_translation
     if split == "train" and cfg.embedded_train_max_translation > 0:
         translation = cfg.embedded_train_max_translation
@@ -52,13 +63,9 @@ def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: 
     trainer's view, items may hold only "frame1"/"frame2" (the embedded pairs then come rendered once from
     the cache, `mcjepa.data.cache`)."""
     if name == "embedded":
-        from .synthetic import SyntheticFlowPairs
-
         length = cfg.embedded_pairs if split == "train" else max(16, cfg.embedded_pairs // 32)
         pairs = SyntheticFlowPairs(length, seed=cfg.seed, cfg=embedded_scene(cfg, split), split=split)
         return RenderedOnce(pairs, ("frame1", "frame2")) if frames_only else pairs
-    from . import flow_datasets as fd
-
     builders: dict[str, Callable[[str], Dataset]] = {
         "flyingchairs": lambda root: fd.FlyingChairs(root, split="train" if split == "train" else "val"),
         "flyingthings3d": lambda root: fd.FlyingThings3D(root, split="TRAIN" if split == "train" else "TEST"),
@@ -70,8 +77,6 @@ def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: 
         "hd1k": lambda root: fd.HD1K(root),
     }
     if name == "opencv_doc":
-        from .offline_sources import OpenCVDocVideos
-
         return OpenCVDocVideos(size=cfg.embedded_size)
     if name not in builders:
         raise ValueError(f"unknown flow dataset {name!r}; known: {FLOW_DATASETS}")
@@ -91,15 +96,11 @@ def image_dataset(cfg: DataConfig, split: str = "train", images_only: bool = Fal
     """Still images for the content (VICReg) branch; `images_only` as `frames_only` in `flow_dataset`."""
     name = cfg.image_dataset
     if name == "embedded":
-        from .synthetic import SyntheticStills
-
         length = cfg.embedded_pairs if split == "train" else max(16, cfg.embedded_pairs // 32)
         stills = SyntheticStills(length, seed=cfg.seed, cfg=embedded_scene(cfg), split=split)
         return RenderedOnce(stills, ("image",)) if images_only else stills
     if name == "imagenet":
-        from .content_datasets import ImageFolder
-
-        return ImageFolder(_root(cfg, name), split=split)
+        return cd.ImageFolder(_root(cfg, name), split=split)
     raise ValueError(f"unknown image dataset {name!r}; known: {IMAGE_DATASETS}")
 
 
@@ -137,3 +138,138 @@ def collate_images(samples: list[dict], size: tuple[int, int], generator: torch.
             image = F.interpolate(image[None], size=new, mode="bilinear", align_corners=False, antialias=True)[0]
         images.append(random_crop({"image": image}, size, generator, sample.get("name", ""))["image"])
     return torch.stack(images)
+
+
+# ---- evaluation datasets ------------------------------------------------------------------------------------
+
+EVAL_TASKS = ("flow", "segmentation", "davis")
+EMBEDDED_EVAL = {"flow_pairs": 32, "seg_train": 96, "seg_val": 32, "sequences": 6, "frames": 8}
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """One evaluation dataset of a task.
+
+    build:         (root or None, config) -> the dataset; segmentation: (train, val) of the linear probe
+    root:          the `data.roots` name of its folder when it shares a training dataset's (sintel_clean and
+                   sintel_final read "sintel"); None: its own name, or no folder at all (`needs_root=False`)
+    needs_root:    False for the data that comes with the kit (embedded, Motorcycle)
+    classes:       class names, index = label id (segmentation only)
+    paper_column:  the column of the paper's table (mcjepa.eval.tables) its headline number goes to
+    stands_in_for: at tiny scale, the paper column it stands in for (the row label says so)
+    """
+
+    build: Callable[[str | None, Config], object]
+    root: str | None = None
+    needs_root: bool = True
+    classes: tuple[str, ...] = ()
+    paper_column: str | None = None
+    stands_in_for: str | None = None
+
+
+def _embedded_pairs(root: str | None, cfg: Config) -> Dataset:
+    return SyntheticFlowPairs(EMBEDDED_EVAL["flow_pairs"], seed=cfg.data.seed, cfg=embedded_scene(cfg.data),
+                              split="test")
+
+
+def _embedded_stills(root: str | None, cfg: Config) -> tuple[Dataset, Dataset]:
+    scene = embedded_scene(cfg.data)
+    return (SyntheticStills(EMBEDDED_EVAL["seg_train"], seed=cfg.data.seed, cfg=scene, split="val"),
+            SyntheticStills(EMBEDDED_EVAL["seg_val"], seed=cfg.data.seed, cfg=scene, split="test"))
+
+
+def _embedded_sequences(root: str | None, cfg: Config) -> Dataset:
+    return SyntheticSequences(EMBEDDED_EVAL["sequences"], num_frames=EMBEDDED_EVAL["frames"], seed=cfg.data.seed,
+                              cfg=embedded_scene(cfg.data), split="test")
+
+
+EVAL_DATASETS: dict[str, dict[str, EvalDataset]] = {
+    "flow": {
+        "embedded": EvalDataset(_embedded_pairs, needs_root=False, stands_in_for="sintel_clean_train"),
+        "motorcycle": EvalDataset(lambda r, c: MotorcycleStereo(scale=0.25), needs_root=False,
+                                  stands_in_for="kitti2015_train_epe"),
+        "kitti2015": EvalDataset(lambda r, c: fd.KITTI2015(r, split="training", occ="occ"),
+                                 paper_column="kitti2015_train_epe"),
+        "kitti2012": EvalDataset(lambda r, c: fd.KITTI2012(r, split="training", occ="occ")),
+        "sintel_clean": EvalDataset(lambda r, c: fd.Sintel(r, split="training", pass_="clean"), root="sintel",
+                                    paper_column="sintel_clean_train"),
+        "sintel_final": EvalDataset(lambda r, c: fd.Sintel(r, split="training", pass_="final"), root="sintel",
+                                    paper_column="sintel_final_train"),
+        "flyingchairs": EvalDataset(lambda r, c: fd.FlyingChairs(r, split="val")),
+    },
+    "segmentation": {
+        "embedded": EvalDataset(_embedded_stills, needs_root=False, classes=tuple(CLASS_NAMES),
+                                stands_in_for="voc_linear"),
+        "pascal_voc": EvalDataset(lambda r, c: (cd.PascalVOC(r, "train_aug"), cd.PascalVOC(r, "val")),
+                                  classes=cd.VOC_CLASSES, paper_column="voc_linear"),
+        "cityscapes": EvalDataset(lambda r, c: (cd.Cityscapes(r, "train"), cd.Cityscapes(r, "val")),
+                                  classes=cd.CITYSCAPES_CLASSES, paper_column="cityscapes_linear"),
+        "ade20k": EvalDataset(lambda r, c: (cd.ADE20k(r, "training"), cd.ADE20k(r, "validation")),
+                              classes=cd.ADE20K_CLASSES, paper_column="ade20k_linear"),
+    },
+    "davis": {
+        "embedded": EvalDataset(_embedded_sequences, needs_root=False, stands_in_for="davis_jf"),
+        "davis2017": EvalDataset(lambda r, c: cd.DAVIS2017(r, split="val"), paper_column="davis_jf"),
+    },
+}
+
+# What each scale evaluates on, per task; the first dataset of each is the one of the ablation points (the
+# paper's ablations report KITTI-15 EPE, VOC mIoU and DAVIS J&F).
+SCALE_DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "tiny": {"flow": ("embedded", "motorcycle"), "segmentation": ("embedded",), "davis": ("embedded",)},
+    "paper": {"flow": ("kitti2015", "sintel_clean", "sintel_final"),
+              "segmentation": ("pascal_voc", "cityscapes", "ade20k"), "davis": ("davis2017",)},
+}
+
+
+def eval_spec(task: str, name: str) -> EvalDataset:
+    """The registry entry of evaluation dataset `name` of `task`; ValueError listing the known ones."""
+    if task not in EVAL_DATASETS:
+        raise ValueError(f"unknown evaluation task {task!r}; known: {EVAL_TASKS}")
+    if name not in EVAL_DATASETS[task]:
+        kind = {"flow": "flow evaluation", "segmentation": "segmentation", "davis": "video"}[task]
+        raise ValueError(f"unknown {kind} dataset {name!r}; known: {list(EVAL_DATASETS[task])}")
+    return EVAL_DATASETS[task][name]
+
+
+def eval_roots(roots: Mapping[str, str] | None) -> dict:
+    """`roots` plus the evaluation names that share a training dataset's folder (sintel_clean and sintel_final
+    from "sintel"), so one `data_roots` dict serves the training and the evaluation notebooks."""
+    out = dict(roots or {})
+    for per_task in EVAL_DATASETS.values():
+        for name, spec in per_task.items():
+            if spec.root and name not in out and spec.root in out:
+                out[name] = out[spec.root]
+    return out
+
+
+def _build(task: str, name: str, root: str | None, cfg: Config):
+    spec = eval_spec(task, name)
+    if spec.needs_root and root is None:
+        raise ValueError(f"evaluation dataset {name!r} needs a root folder (check it with "
+                         f"`python -m mcjepa data verify {spec.root or name} ROOT`)")
+    return spec.build(root, cfg)
+
+
+def flow_eval_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
+    """A flow dataset with ground truth, by name (`EVAL_DATASETS["flow"]`)."""
+    return _build("flow", name, root, cfg)
+
+
+def segmentation_datasets(name: str, root: str | None, cfg: Config) -> tuple[Dataset, Dataset, int]:
+    """(train, val, num_classes) for the linear probe."""
+    train, val = _build("segmentation", name, root, cfg)
+    return train, val, len(EVAL_DATASETS["segmentation"][name].classes)
+
+
+def video_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
+    """Sequences with first-frame instance masks, DAVIS-style."""
+    return _build("davis", name, root, cfg)
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Class names of a segmentation evaluation dataset (embedded: the synthetic classes)."""
+    if dataset not in EVAL_DATASETS["segmentation"]:
+        raise ValueError(f"no class names for segmentation dataset {dataset!r}; known: "
+                         f"{list(EVAL_DATASETS['segmentation'])}")
+    return EVAL_DATASETS["segmentation"][dataset].classes

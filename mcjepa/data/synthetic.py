@@ -27,7 +27,7 @@ from mcjepa.data.synthetic_render import render_layers
 from mcjepa.data.synthetic_scene import CLASS_NAMES, Layer, SceneConfig, sample_scene
 
 __all__ = ["CLASS_NAMES", "Layer", "SceneConfig", "derive_seed", "render_sequence", "render_pair", "render_still",
-           "SyntheticFlowPairs", "SyntheticStills", "SyntheticSequences", "export_flyingchairs", "export_davis"]
+           "SyntheticFlowPairs", "SyntheticStills", "SyntheticSequences"]
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -129,5 +129,3 @@ class SyntheticSequences(_SyntheticDataset):
         return {"frames": seq["frames"], "masks": seq["instances"], "classes": seq["classes"],
                 "flows_fw": seq["flows_fw"], "occlusions_fw": seq["occlusions_fw"], "name": self._name(index)}
 
-
-from mcjepa.data.synthetic_export import export_davis, export_flyingchairs  # noqa: E402  (uses the above)

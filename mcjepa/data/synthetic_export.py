@@ -21,6 +21,8 @@ import torch
 from einops import rearrange
 from PIL import Image
 
+from mcjepa.data.formats import write_flo, write_image, write_palette_png
+from mcjepa.data.synthetic import derive_seed, render_pair, render_sequence
 from mcjepa.data.synthetic_scene import SceneConfig
 from mcjepa.utils import atomic_write
 
@@ -56,9 +58,6 @@ def export_flyingchairs(root, num_pairs: int, seed: int = 0, cfg: SceneConfig = 
 
     Returns `root` (the equivalent of `FlyingChairs_release/`).
     """
-    from mcjepa.data.formats import write_flo, write_image
-    from mcjepa.data.synthetic import derive_seed, render_pair
-
     if num_pairs < 1:
         raise ValueError(f"export_flyingchairs: num_pairs must be >= 1, got {num_pairs}")
     root = Path(root)
@@ -84,9 +83,6 @@ def export_davis(root, num_sequences: int, num_frames: int, seed: int = 0, cfg: 
     The folder is called 480p as in DAVIS although the images have the size of `cfg`. Sequence names are
     `synthetic-<split>-%04d`. Returns `root` (the equivalent of `DAVIS/`).
     """
-    from mcjepa.data.formats import write_palette_png
-    from mcjepa.data.synthetic import derive_seed, render_sequence
-
     if num_sequences < 1 or num_frames < 1:
         raise ValueError(f"export_davis: num_sequences ({num_sequences}) and num_frames ({num_frames}) must be >= 1")
     root = Path(root)

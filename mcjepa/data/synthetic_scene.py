@@ -50,7 +50,8 @@ class SceneConfig:
     `max_translation` px/frame (uniform speed in [0, max], uniform direction), rotate by up to
     `max_rotation_deg` deg/frame and change scale by up to `max_scale_change` (relative) per frame; with
     object radii of 10-20% of min(H, W) this gives typical displacements of 0-6 px and at most about 8 px
-    at the defaults (6 + 0.05 rad * 27 px + 0.03 * 27 px at a large square's corner). The background moves the same way, scaled by `background_motion_fraction`.
+    at the defaults (6 + 0.05 rad * 27 px + 0.03 * 27 px at a large square's corner). The background moves the
+    same way, scaled by `background_motion_fraction`.
     Object radii (`object_radius_range`, fraction of min(H, W)) and textures scale with the image size.
     """
 

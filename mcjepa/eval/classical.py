@@ -17,6 +17,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .flow_metrics import evaluate_flow_dataset
+
 CLASSICAL_FLOW = {"farneback": "Farneback (OpenCV)", "dis": "DIS medium (OpenCV)"}  # name -> table label
 
 
@@ -80,8 +82,6 @@ class Timed:
 def evaluate_timed(fn: Callable, dataset, stride: int) -> dict:
     """`evaluate_flow_dataset` metrics of `fn` on `dataset` plus "seconds_per_pair" (the flow function's wall
     time per pair, padding and metrics excluded)."""
-    from .flow_metrics import evaluate_flow_dataset
-
     timed = Timed(fn)
     result = evaluate_flow_dataset(timed, dataset, stride=stride, progress=False)
     return {**result, "seconds_per_pair": timed.per_pair}
@@ -89,6 +89,8 @@ def evaluate_timed(fn: Callable, dataset, stride: int) -> dict:
 
 def classical_flow_results(datasets: Mapping[str, object], methods: Sequence[str] = tuple(CLASSICAL_FLOW)) -> dict:
     """{method label: {dataset name: metrics + seconds_per_pair}} of the OpenCV baselines on evaluation datasets
-    given as {name: dataset} (e.g. from `mcjepa.eval.runners.flow_eval_dataset`)."""
-    return {CLASSICAL_FLOW[m]: {name: evaluate_timed(classical_flow_fn(m), ds, stride=1) for name, ds in datasets.items()}
-            for m in methods}
+    given as {name: dataset} (e.g. from `mcjepa.data.registry.flow_eval_dataset`)."""
+    return {
+        CLASSICAL_FLOW[m]: {name: evaluate_timed(classical_flow_fn(m), ds, stride=1) for name, ds in datasets.items()}
+        for m in methods
+    }

@@ -31,27 +31,20 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..config import Config, to_dict
-from ..experiments import config_hash, resolve_dir
-from ..utils import atomic_torch_save, atomic_write
+from ..config import Config, config_hash, to_dict
+from ..data.registry import EVAL_DATASETS, EVAL_TASKS, SCALE_DATASETS, class_names, eval_roots, flow_eval_dataset
+from ..models.mcjepa import MCJEPA
+from ..utils import atomic_torch_save, atomic_write, resolve_dir
+from . import suite
+from .classical import CLASSICAL_FLOW, classical_flow_results
 
-TASKS = ("flow", "segmentation", "davis")
-DEFAULT_DATASETS = {
-    "flow": {"tiny": ("embedded", "motorcycle"), "paper": ("kitti2015", "sintel_clean", "sintel_final")},
-    "segmentation": {"tiny": ("embedded",), "paper": ("pascal_voc", "cityscapes", "ade20k")},
-    "davis": {"tiny": ("embedded",), "paper": ("davis2017",)},
-}
-PAPER_COLUMNS = {  # evaluation dataset -> column of the paper's table (mcjepa.eval.tables)
-    "flow": {"sintel_clean": "sintel_clean_train", "sintel_final": "sintel_final_train",
-             "kitti2015": "kitti2015_train_epe"},
-    "segmentation": {"pascal_voc": "voc_linear", "cityscapes": "cityscapes_linear", "ade20k": "ade20k_linear"},
-    "davis": {"davis2017": "davis_jf"},
-}
-STAND_INS = {  # tiny-scale evaluation data -> the paper column it stands in for (named in the row label)
-    "flow": {"embedded": "sintel_clean_train", "motorcycle": "kitti2015_train_epe"},
-    "segmentation": {"embedded": "voc_linear"},
-    "davis": {"embedded": "davis_jf"},
-}
+TASKS = EVAL_TASKS
+# Views of the registry (mcjepa.data.registry.EVAL_DATASETS), task -> {evaluation dataset: column of the paper's
+# table (mcjepa.eval.tables)}: the dataset's own column, and at tiny scale the column it stands in for.
+PAPER_COLUMNS = {task: {name: spec.paper_column for name, spec in per.items() if spec.paper_column}
+                 for task, per in EVAL_DATASETS.items()}
+STAND_INS = {task: {name: spec.stands_in_for for name, spec in per.items() if spec.stands_in_for}
+             for task, per in EVAL_DATASETS.items()}
 HEADLINE = {"flow": ("epe", 1.0), "segmentation": ("miou", 100.0), "davis": ("JF_mean", 100.0)}
 SHORT_COLUMN = {"sintel_clean_train": "Sintel clean", "sintel_final_train": "Sintel final",
                 "kitti2015_train_epe": "KITTI-15", "voc_linear": "VOC", "cityscapes_linear": "Cityscapes",
@@ -73,20 +66,19 @@ def _check_task(task: str) -> str:
 
 
 def eval_datasets(task: str, scale: str, names: Sequence[str] | str | None = None) -> tuple[str, ...]:
-    """`names` (a name or a list) if given, else the default evaluation datasets of `task` at `scale`."""
+    """`names` (a name or a list) if given, else the evaluation datasets of `task` at `scale`
+    (`mcjepa.data.registry.SCALE_DATASETS`)."""
     _check_task(task)
     if names:
         return (names,) if isinstance(names, str) else tuple(names)
-    if scale not in DEFAULT_DATASETS[task]:
-        raise ValueError(f"scale must be one of {tuple(DEFAULT_DATASETS[task])}, got {scale!r}")
-    return DEFAULT_DATASETS[task][scale]
+    if scale not in SCALE_DATASETS:
+        raise ValueError(f"scale must be one of {tuple(SCALE_DATASETS)}, got {scale!r}")
+    return SCALE_DATASETS[scale][task]
 
 
 def untrained_run(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     """`runs_dir/untrained-<hash>`: a checkpoint of MCJEPA(cfg.model) freshly initialised with cfg.train.seed
     (step 0), loadable by load_model / evaluate_run like a trained run. Written once, then reused."""
-    from ..models.mcjepa import MCJEPA
-
     folder = resolve_dir(runs_dir, "runs") / f"untrained-{config_hash(cfg)}"
     checkpoint = folder / "checkpoint.pt"
     if checkpoint.is_file():
@@ -101,32 +93,17 @@ def untrained_run(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     return folder
 
 
-ROOT_ALIASES = {"sintel_clean": "sintel", "sintel_final": "sintel"}  # evaluation name -> training (registry) name
-
-
-def eval_roots(roots: Mapping[str, str] | None) -> dict:
-    """`roots` plus the evaluation names that share a training dataset's folder (sintel_clean and sintel_final
-    from "sintel"), so one `data_roots` dict serves the training and the evaluation notebooks."""
-    out = dict(roots or {})
-    for name, alias in ROOT_ALIASES.items():
-        if name not in out and alias in out:
-            out[name] = out[alias]
-    return out
-
-
 def evaluate_runs(runs: Mapping[str, str | Path], task: str, datasets: Sequence[str], roots: Mapping | None = None,
                   progress: bool = True, davis_kwargs: Mapping | None = None) -> dict:
     """{method: {dataset: metrics}} for every run on every dataset of one task (mcjepa.eval.suite.evaluate_run).
     Runs without a result for the task (flow of a VICReg run) are left out."""
-    from .suite import evaluate_run
-
     _check_task(task)
     out: dict = {}
     for method, run in runs.items():
         for dataset in datasets:
             kwargs = {"flow": {"flow_dataset": dataset}, "segmentation": {"seg_dataset": dataset},
                       "davis": {"video": dataset, "davis_kwargs": dict(davis_kwargs or {})}}[task]
-            result = evaluate_run(run, tasks=(task,), roots=eval_roots(roots), progress=progress, **kwargs)
+            result = suite.evaluate_run(run, tasks=(task,), roots=eval_roots(roots), progress=progress, **kwargs)
             if task in result:
                 out.setdefault(method, {})[dataset] = result[task]
     return out
@@ -134,27 +111,19 @@ def evaluate_runs(runs: Mapping[str, str | Path], task: str, datasets: Sequence[
 
 def zero_flow_results(cfg: Config, datasets: Sequence[str], roots: Mapping | None = None) -> dict:
     """{dataset: metrics} of the zero-flow prediction on the evaluation pairs of each dataset."""
-    from .runners import flow_eval_dataset
-    from .suite import zero_flow_metrics
-
     roots = eval_roots(roots)
-    return {name: zero_flow_metrics(flow_eval_dataset(name, roots.get(name), cfg)) for name in datasets}
+    return {name: suite.zero_flow_metrics(flow_eval_dataset(name, roots.get(name), cfg)) for name in datasets}
 
 
 def classical_flow_baselines(cfg: Config, datasets: Sequence[str], roots: Mapping | None = None) -> dict:
     """{method label: {dataset: metrics + seconds_per_pair}} of OpenCV's Farneback and DIS on the evaluation
     pairs of each dataset: the methods a user would pick instead of a learned model. Needs the eval extra."""
-    from .classical import classical_flow_results
-    from .runners import flow_eval_dataset
-
     roots = eval_roots(roots)
     return classical_flow_results({name: flow_eval_dataset(name, roots.get(name), cfg) for name in datasets})
 
 
 def baseline_backbones() -> dict:
     """The backbone cell of the non-learned rows of our tables."""
-    from .classical import CLASSICAL_FLOW
-
     return {"zero flow": "-", **{label: "- (classical)" for label in CLASSICAL_FLOW.values()}}
 
 
@@ -203,8 +172,9 @@ def results_markdown(results: Mapping[str, Mapping[str, Mapping]],
 
 
 def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[tuple[str, str, float]]) -> dict:
-    """{group: {method: value}} for `mcjepa.viz.notebook_figures.plot_grouped_bars`; groups are the datasets (one metric), the metric labels (one
-    dataset) or 'dataset: metric'. `metrics` = (key, label, factor); missing values are NaN."""
+    """{group: {method: value}} for `mcjepa.viz.notebook_figures.plot_grouped_bars`; groups are the datasets
+    (one metric), the metric labels (one dataset) or 'dataset: metric'. `metrics` = (key, label, factor);
+    missing values are NaN."""
     datasets = list(dict.fromkeys(d for per in results.values() for d in per))
     groups: dict = {}
     for dataset in datasets:
@@ -213,20 +183,6 @@ def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[t
             groups[name] = {m: (per[dataset][key] * factor if dataset in per and _finite(per[dataset].get(key))
                                 else math.nan) for m, per in results.items()}
     return groups
-
-
-def class_names(dataset: str) -> tuple[str, ...]:
-    """Class names of a segmentation evaluation dataset (embedded: the synthetic classes)."""
-    if dataset == "embedded":
-        from ..data.synthetic import CLASS_NAMES
-
-        return tuple(CLASS_NAMES)
-    from ..data import content_datasets as cd
-
-    names = {"pascal_voc": cd.VOC_CLASSES, "cityscapes": cd.CITYSCAPES_CLASSES, "ade20k": cd.ADE20K_CLASSES}
-    if dataset not in names:
-        raise ValueError(f"no class names for segmentation dataset {dataset!r}; known: {['embedded', *names]}")
-    return tuple(names[dataset])
 
 
 def plot_per_class_iou(results: Mapping[str, Mapping[str, Mapping]], dataset: str,

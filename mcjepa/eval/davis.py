@@ -97,7 +97,9 @@ def propagate_step(
 @torch.no_grad()
 def _frame_features(feature_fn: FeatureFn, frames: torch.Tensor, batch_size: int) -> torch.Tensor:
     """(T,3,H,W) -> (T,C,h,w) L2-normalised over C."""
-    feats = torch.cat([feature_fn(frames[i : i + batch_size]).float().cpu() for i in range(0, frames.shape[0], batch_size)])
+    feats = torch.cat(
+        [feature_fn(frames[i : i + batch_size]).float().cpu() for i in range(0, frames.shape[0], batch_size)]
+    )
     if feats.dim() != 4 or feats.shape[0] != frames.shape[0]:
         raise ValueError(f"feature_fn must return (B,C,h,w); got {tuple(feats.shape)} for {frames.shape[0]} frames")
     return F.normalize(feats, dim=1)
@@ -284,7 +286,9 @@ def evaluate_davis_sequence(pred_masks, gt_masks, bound_th: float = 0.008) -> di
     return res
 
 
-def evaluate_davis(feature_fn: FeatureFn, dataset, progress: bool = True, return_masks: bool = False, max_sequences=None, **prop_kwargs) -> dict:
+def evaluate_davis(
+    feature_fn: FeatureFn, dataset, progress: bool = True, return_masks: bool = False, max_sequences=None, **prop_kwargs
+) -> dict:
     """Propagate and score every sequence of a DAVIS-style dataset ({"frames", "masks", "name"}).
 
     Returns dict(J_mean, F_mean, JF_mean (means over all objects of all sequences), n_objects,

@@ -34,6 +34,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.formats import write_flo, write_kitti_flow_png
+
 FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 OUTLIER_ABS_PX = 3.0
@@ -252,7 +254,12 @@ def predict_flow_native(
         f2 = F.interpolate(f2, size=(h, w), mode="bilinear", align_corners=False, antialias=scale < 1)
     padder = InputPadder(f1.shape, stride=stride, mode=pad_mode)
     flow = flow_fn(padder.pad_tensor(f1), padder.pad_tensor(f2))
-    expected = (f1.shape[0], 2, f1.shape[-2] + padder.pad[2] + padder.pad[3], f1.shape[-1] + padder.pad[0] + padder.pad[1])
+    expected = (
+        f1.shape[0],
+        2,
+        f1.shape[-2] + padder.pad[2] + padder.pad[3],
+        f1.shape[-1] + padder.pad[0] + padder.pad[1],
+    )
     if tuple(flow.shape) != expected:
         raise ValueError(f"flow_fn returned shape {tuple(flow.shape)}, expected {expected}")
     flow = padder.unpad(flow).float()
@@ -294,7 +301,10 @@ def evaluate_flow_dataset(
         sample = dataset[i]
         if "flow" not in sample:
             if skipped == 0:
-                warnings.warn(f"evaluate_flow_dataset: sample {i} ({sample.get('name', '?')}) has no 'flow'; skipping samples without GT")
+                warnings.warn(
+                    f"evaluate_flow_dataset: sample {i} ({sample.get('name', '?')}) has no 'flow'; "
+                    "skipping samples without GT"
+                )
             skipped += 1
             continue
         name = f"sample {i} ({sample.get('name', '?')})"
@@ -354,13 +364,13 @@ def sintel_path_parts(sample: dict, pass_name: str | None = None) -> tuple[str, 
     return str(pss), str(scene), int(frame)
 
 
-def write_kitti_submission(flow_fn: FlowFn, dataset, out_dir, stride: int = 64, scale: float = 1.0, progress: bool = True) -> list[Path]:
+def write_kitti_submission(
+    flow_fn: FlowFn, dataset, out_dir, stride: int = 64, scale: float = 1.0, progress: bool = True
+) -> list[Path]:
     """Predict every pair and write `out_dir/%06d_10.png` (KITTI 16-bit flow PNG, valid = 1 everywhere).
 
     The index comes from `kitti_frame_index(sample["name"])`. Returns the written paths.
     """
-    from mcjepa.data.formats import write_kitti_flow_png
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -377,11 +387,15 @@ def write_kitti_submission(flow_fn: FlowFn, dataset, out_dir, stride: int = 64, 
 
 
 def write_sintel_submission(
-    flow_fn: FlowFn, dataset, out_dir, pass_name: str | None = None, stride: int = 64, scale: float = 1.0, progress: bool = True
+    flow_fn: FlowFn,
+    dataset,
+    out_dir,
+    pass_name: str | None = None,
+    stride: int = 64,
+    scale: float = 1.0,
+    progress: bool = True,
 ) -> list[Path]:
     """Predict every pair and write `out_dir/<pass>/<scene>/frame_%04d.flo` (see `sintel_path_parts`)."""
-    from mcjepa.data.formats import write_flo
-
     out_dir = Path(out_dir)
     paths = []
     for i in _progress(range(len(dataset)), progress, "Sintel submission"):

@@ -36,7 +36,9 @@ def sample_target(sample: dict, background: int = 0, ignore_index: int = 255) ->
 
 
 @torch.no_grad()
-def extract_pooled(pooled_fn: PooledFn, dataset, batch_size: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_pooled(
+    pooled_fn: PooledFn, dataset, batch_size: int = 32, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N,D) float32, targets (N,) int64) over a dataset; equal-size images are batched."""
     from tqdm.auto import tqdm
 
@@ -62,7 +64,9 @@ def extract_pooled(pooled_fn: PooledFn, dataset, batch_size: int = 32, progress:
     return torch.cat(feats), torch.tensor(targets, dtype=torch.long)
 
 
-def knn_predict(train_feats, train_targets, test_feats, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 256) -> torch.Tensor:
+def knn_predict(
+    train_feats, train_targets, test_feats, num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 256
+) -> torch.Tensor:
     """Class scores (M, num_classes) of test features by temperature-weighted cosine k-NN votes."""
     train = F.normalize(train_feats.float(), dim=1)
     test = F.normalize(test_feats.float(), dim=1)
@@ -87,7 +91,15 @@ def _topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> di
     return out
 
 
-def knn_accuracy(pooled_fn: PooledFn, train_dataset, val_dataset, num_classes: int, k: int = 20, temperature: float = 0.07, progress: bool = True) -> dict:
+def knn_accuracy(
+    pooled_fn: PooledFn,
+    train_dataset,
+    val_dataset,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    progress: bool = True,
+) -> dict:
     """dict(top1, top5 (if >= 5 classes), k, temperature) of the weighted k-NN classifier."""
     tr_f, tr_y = extract_pooled(pooled_fn, train_dataset, progress=progress)
     va_f, va_y = extract_pooled(pooled_fn, val_dataset, progress=progress)
@@ -107,7 +119,14 @@ class LinearClassifierConfig:
     seed: int = 0
 
 
-def linear_classifier_accuracy(pooled_fn: PooledFn, train_dataset, val_dataset, num_classes: int, cfg: LinearClassifierConfig | None = None, progress: bool = True) -> dict:
+def linear_classifier_accuracy(
+    pooled_fn: PooledFn,
+    train_dataset,
+    val_dataset,
+    num_classes: int,
+    cfg: LinearClassifierConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """Train a linear layer (cross-entropy, cosine lr) on frozen pooled features; dict(top1, top5, history)."""
     cfg = cfg or LinearClassifierConfig()
     tr_f, tr_y = extract_pooled(pooled_fn, train_dataset, progress=progress)
@@ -122,7 +141,9 @@ def linear_classifier_accuracy(pooled_fn: PooledFn, train_dataset, val_dataset, 
         head.bias.zero_()
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(tr_f.shape[0] / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+    )
     history = []
     for epoch in range(cfg.epochs):
         order = torch.randperm(tr_f.shape[0], generator=gen)

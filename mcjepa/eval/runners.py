@@ -1,94 +1,38 @@
-"""Glue between a trained MC-JEPA and the evaluators: datasets by name and frozen-feature functions.
+"""Adapters from a trained MC-JEPA to the callables the evaluators, figures and inspectors take.
 
-Evaluation datasets by name (`root` needed for the real ones):
-    flow:          embedded (held-out generated pairs), motorcycle, kitti2015, kitti2012, sintel_clean,
-                   sintel_final, flyingchairs (val)
-    segmentation:  embedded, pascal_voc, cityscapes, ade20k      -> (train, val) pair of datasets
-    video:         embedded, davis2017
+    feature_fn(model, levels)        images (B,3,H,W) -> frozen dense features (B,C,h,w) (probes, DAVIS)
+    pooled_fn(model)                 images (B,3,H,W) -> pooled representation (B,D) (k-NN / linear eval)
+    flow_fn(model)                   frame1, frame2 (B,3,H,W) -> forward flow (B,2,H,W)
+    flow_predict_fn(model)           FlowInspector predict_fn: (frame1, frame2 (1,3,H,W)) -> dict
+    probe_predict_fn(model, probe)   SegmentationInspector predict_fn for stills:    sample -> (H,W)
+    propagation_predict_fn(model)    SegmentationInspector predict_fn for sequences: sample -> (T,H,W)
+
+Frames of any size are replicate-padded at the bottom/right to a multiple of `model.stride` (`pad_to_stride`),
+and every output is cropped back: full-resolution maps to (H, W), level l (stride s_l) to
+(ceil(H / s_l), ceil(W / s_l)). For sizes that are not multiples of the stride, a level grid therefore covers
+slightly more than the image (less than one level pixel), which the inspector ignores when it resizes the
+frames to the level size.
+
+The evaluation datasets by name live in mcjepa.data.registry; `flow_eval_dataset`, `segmentation_datasets`
+and `video_dataset` are importable from here too, as the notebooks do.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from ..config import Config
-from ..data.registry import embedded_scene
+from ..data.registry import flow_eval_dataset, segmentation_datasets, video_dataset  # noqa: F401  (notebooks)
+from ..losses.occlusion import forward_backward_occlusion
 from ..models.mcjepa import MCJEPA
+from .davis import label_propagation
 from .flow_metrics import InputPadder
 
-EMBEDDED_EVAL = {"flow_pairs": 32, "seg_train": 96, "seg_val": 32, "sequences": 6, "frames": 8}
-
-
-def _need_root(name: str, root: str | None) -> str:
-    if root is None:
-        raise ValueError(f"evaluation dataset {name!r} needs a root folder (check it with "
-                         f"`python -m mcjepa data verify {name.split('_')[0]} ROOT`)")
-    return root
-
-
-def flow_eval_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
-    """A flow dataset with ground truth, by name."""
-    from ..data import flow_datasets as fd
-
-    if name == "embedded":
-        from ..data.synthetic import SyntheticFlowPairs
-
-        return SyntheticFlowPairs(EMBEDDED_EVAL["flow_pairs"], seed=cfg.data.seed, cfg=embedded_scene(cfg.data), split="test")
-    if name == "motorcycle":
-        from ..data.offline_sources import MotorcycleStereo
-
-        return MotorcycleStereo(scale=0.25)
-    builders = {
-        "kitti2015": lambda r: fd.KITTI2015(r, split="training", occ="occ"),
-        "kitti2012": lambda r: fd.KITTI2012(r, split="training", occ="occ"),
-        "sintel_clean": lambda r: fd.Sintel(r, split="training", pass_="clean"),
-        "sintel_final": lambda r: fd.Sintel(r, split="training", pass_="final"),
-        "flyingchairs": lambda r: fd.FlyingChairs(r, split="val"),
-    }
-    if name not in builders:
-        raise ValueError(f"unknown flow evaluation dataset {name!r}; known: {['embedded', 'motorcycle', *builders]}")
-    return builders[name](_need_root(name, root))
-
-
-def segmentation_datasets(name: str, root: str | None, cfg: Config) -> tuple[Dataset, Dataset, int]:
-    """(train, val, num_classes) for the linear probe."""
-    from ..data import content_datasets as cd
-
-    if name == "embedded":
-        from ..data.synthetic import CLASS_NAMES, SyntheticStills
-
-        scene = embedded_scene(cfg.data)
-        return (SyntheticStills(EMBEDDED_EVAL["seg_train"], seed=cfg.data.seed, cfg=scene, split="val"),
-                SyntheticStills(EMBEDDED_EVAL["seg_val"], seed=cfg.data.seed, cfg=scene, split="test"),
-                len(CLASS_NAMES))
-    builders = {
-        "pascal_voc": (lambda r: cd.PascalVOC(r, "train_aug"), lambda r: cd.PascalVOC(r, "val"), 21),
-        "cityscapes": (lambda r: cd.Cityscapes(r, "train"), lambda r: cd.Cityscapes(r, "val"), 19),
-        "ade20k": (lambda r: cd.ADE20k(r, "training"), lambda r: cd.ADE20k(r, "validation"), 150),
-    }
-    if name not in builders:
-        raise ValueError(f"unknown segmentation dataset {name!r}; known: {['embedded', *builders]}")
-    train, val, classes = builders[name]
-    root = _need_root(name, root)
-    return train(root), val(root), classes
-
-
-def video_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
-    """Sequences with first-frame instance masks, DAVIS-style."""
-    if name == "embedded":
-        from ..data.synthetic import SyntheticSequences
-
-        return SyntheticSequences(EMBEDDED_EVAL["sequences"], num_frames=EMBEDDED_EVAL["frames"], seed=cfg.data.seed,
-                                  cfg=embedded_scene(cfg.data), split="test")
-    if name == "davis2017":
-        from ..data.content_datasets import DAVIS2017
-
-        return DAVIS2017(_need_root(name, root), split="val")
-    raise ValueError(f"unknown video dataset {name!r}; known: ['embedded', 'davis2017']")
+__all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "flow_predict_fn", "probe_predict_fn",
+           "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets", "video_dataset"]
 
 
 def pad_to_stride(images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -146,3 +90,114 @@ def flow_fn(model: MCJEPA) -> Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         return model.predict_flow(frame1.to(device), frame2.to(device)).cpu()
 
     return predict
+
+
+def _crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1]]
+
+
+def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
+                    ) -> Callable[[torch.Tensor, torch.Tensor], dict]:
+    """FlowInspector's predict_fn for `model` (used in its current train/eval mode; call `.eval()` first).
+
+    Returns predict(frame1, frame2) with frames (1,3,H,W) in [0,1] -> dict:
+        flows_fw, flows_bw: lists coarse -> fine of (1,2,h_l,w_l), in pixels of level l (FlowOutput);
+        flow_fw, flow_bw:   (1,2,H,W) finest flow upsampled to the image, in pixels;
+        occlusion_fw:       (1,1,H,W) float, 1 = occluded, = forward_backward_occlusion(flow_fw, flow_bw,
+                            alpha1, alpha2) (UnFlow check; the training defaults a1 = 0.01, a2 = 0.5);
+        occlusion_bw:       the same check with the directions swapped (occlusion of frame 2);
+        cost_volume_fn:     (level, y, x) -> (2r+1, 2r+1) float32 array: the forward cost volume
+                            FlowOutput.costs_fw[level][0, :, y, x], rows = dy, columns = dx, after the flow head's
+                            leaky ReLU. At every level but the coarsest it correlates frame 1 with frame 2 ALREADY
+                            WARPED by the upsampled coarser flow, so its offsets are residuals to that flow.
+        cost_volume_bw_fn:  the same for the backward pass (frame 2 against frame 1): the forward cost volumes
+                            of the swapped pair (both directions share the flow head), computed on first use.
+    """
+    strides = tuple(model.cfg.flow.strides)
+
+    @torch.no_grad()
+    def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> dict:
+        if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
+            raise ValueError(f"flow_predict_fn: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
+                             f"{tuple(frame2.shape)}")
+        device = next(model.parameters()).device
+        padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
+        padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+        out = model.forward_flow(padded1, padded2, return_costs=True)
+        level_sizes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
+        flows_fw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_fw, level_sizes)]
+        flows_bw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_bw, level_sizes)]
+        costs = {"fw": [_crop(c, hw).cpu() for c, hw in zip(out.costs_fw, level_sizes)]}
+        flow_fw, flow_bw = _crop(out.flow_fw, size).cpu(), _crop(out.flow_bw, size).cpu()
+        side = 2 * model.cfg.flow.radius + 1
+
+        def direction_costs(direction: str) -> list[torch.Tensor]:
+            if direction not in costs:  # the backward pass's costs = the forward costs of the swapped pair
+                swapped = model.forward_flow(padded2, padded1, return_costs=True)
+                costs[direction] = [_crop(c, hw).cpu() for c, hw in zip(swapped.costs_fw, level_sizes)]
+            return costs[direction]
+
+        def make_cost_fn(direction: str) -> Callable[[int, int, int], np.ndarray]:
+            def cost_volume_fn(level: int, y: int, x: int) -> np.ndarray:
+                levels = direction_costs(direction)
+                if not 0 <= level < len(levels):
+                    raise ValueError(f"cost_volume_fn: level {level} not in 0..{len(levels) - 1}")
+                height, width = levels[level].shape[-2:]
+                if not (0 <= y < height and 0 <= x < width):
+                    raise ValueError(f"cost_volume_fn: ({y}, {x}) outside level {level} of size {(height, width)}")
+                return levels[level][0, :, y, x].reshape(side, side).numpy().astype(np.float32)
+
+            return torch.no_grad()(cost_volume_fn)
+
+        return {"flows_fw": flows_fw, "flows_bw": flows_bw, "flow_fw": flow_fw, "flow_bw": flow_bw,
+                "occlusion_fw": forward_backward_occlusion(flow_fw, flow_bw, alpha1, alpha2),
+                "occlusion_bw": forward_backward_occlusion(flow_bw, flow_fw, alpha1, alpha2),
+                "cost_volume_fn": make_cost_fn("fw"), "cost_volume_bw_fn": make_cost_fn("bw")}
+
+    return predict
+
+
+def probe_logits(features: torch.Tensor, probe: Mapping, size: tuple[int, int]) -> torch.Tensor:
+    """Logits (B,K,H,W) of a trained linear probe (`linear_probe_segmentation`'s result: "head", and the
+    standardisation "feature_mean"/"feature_std" (C,)) on frozen features (B,C,h,w), bilinearly upsampled to
+    `size` exactly as in the probe's training and evaluation."""
+    mean = probe["feature_mean"].view(1, -1, 1, 1)
+    std = probe["feature_std"].view(1, -1, 1, 1)
+    head = probe["head"]
+    weight = next(head.parameters())
+    logits = head(((features.float() - mean) / std).to(weight.device, weight.dtype))
+    return torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False).cpu()
+
+
+def probe_predict_fn(model: MCJEPA, probe: Mapping, levels: str | tuple[int, ...] = "last"
+                     ) -> Callable[[Mapping], torch.Tensor]:
+    """SegmentationInspector's predict_fn for stills: sample {"image" (3,H,W)} -> (H,W) int64 class map, the
+    argmax of the linear probe `probe` (trained with `linear_probe_segmentation` on `feature_fn(model, levels)`,
+    the same `levels`) on the model's frozen features."""
+    if "head" not in probe or "feature_mean" not in probe:
+        raise ValueError("probe_predict_fn: `probe` must be the dict returned by linear_probe_segmentation "
+                         "(keys 'head', 'feature_mean', 'feature_std')")
+    features = feature_fn(model, levels)
+
+    @torch.no_grad()
+    def predict(sample: Mapping) -> torch.Tensor:
+        image = sample["image"]
+        logits = probe_logits(features(image[None].float()), probe, tuple(image.shape[-2:]))
+        return logits.argmax(dim=1)[0]
+
+    return predict
+
+
+def propagation_predict_fn(model: MCJEPA, levels: str | tuple[int, ...] = "concat", **propagation_kwargs
+                           ) -> Callable[[Mapping], torch.Tensor]:
+    """SegmentationInspector's predict_fn for videos: sample {"frames" (T,3,H,W), "masks" (T,H,W) with the GT of
+    frame 0} -> (T,H,W) int64 instance ids propagated from the first mask by
+    `mcjepa.eval.davis.label_propagation` with `feature_fn(model, levels)` (keyword arguments passed on)."""
+    features = feature_fn(model, levels)
+
+    def predict(sample: Mapping) -> torch.Tensor:
+        first = torch.as_tensor(sample["masks"][0]).long()
+        return label_propagation(features, sample["frames"].float(), first, **propagation_kwargs)
+
+    return predict
+

@@ -30,7 +30,9 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 IGNORE_INDEX = 255
 
 
-def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
     """cm[g, p] = number of pixels with label g predicted as p (int64, (K, K)), ignore pixels skipped.
 
     Args:
@@ -151,12 +153,19 @@ def _logits(head, feats, labels, idx, mean, std, device):
     """Upsampled logits list per label size: returns [(logits (b,K,H,W), labels (b,H,W))]."""
     x = torch.stack([feats[j] for j in idx]).to(device)
     x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-    y = torch.stack([labels[j] for j in idx]).to(device) if all(labels[j].shape == labels[idx[0]].shape for j in idx) else None
+    y = (
+        torch.stack([labels[j] for j in idx]).to(device)
+        if all(labels[j].shape == labels[idx[0]].shape for j in idx)
+        else None
+    )
     logits = head(x)
     if y is not None:
         return [(F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False), y)]
     return [
-        (F.interpolate(logits[k : k + 1], size=labels[j].shape[-2:], mode="bilinear", align_corners=False), labels[j][None].to(device))
+        (
+            F.interpolate(logits[k : k + 1], size=labels[j].shape[-2:], mode="bilinear", align_corners=False),
+            labels[j][None].to(device),
+        )
         for k, j in enumerate(idx)
     ]
 
@@ -180,7 +189,9 @@ def linear_probe_segmentation(
 
     cfg = cfg or LinearProbeConfig()
     device = torch.device(cfg.device)
-    train_feats, train_labels = extract_features(feature_fn, train_dataset, cfg.extract_batch_size, cfg.progress, device)
+    train_feats, train_labels = extract_features(
+        feature_fn, train_dataset, cfg.extract_batch_size, cfg.progress, device
+    )
     val_feats, val_labels = extract_features(feature_fn, val_dataset, cfg.extract_batch_size, cfg.progress, device)
     if not train_feats or not val_feats:
         raise ValueError("linear_probe_segmentation: empty train or val dataset")
@@ -205,7 +216,10 @@ def linear_probe_segmentation(
     steps_per_epoch = len(_batches(list(range(len(train_feats))), cfg.batch_size, train_feats))
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))) if cfg.cosine_schedule else (lambda s: 1.0)
+        opt,
+        (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+        if cfg.cosine_schedule
+        else (lambda s: 1.0),
     )
 
     history = []
@@ -217,7 +231,9 @@ def linear_probe_segmentation(
             n_pix = sum(int((y != cfg.ignore_index).sum()) for _, y in pairs)
             if n_pix == 0:
                 continue
-            loss = sum(F.cross_entropy(lg, y, ignore_index=cfg.ignore_index, reduction="sum") for lg, y in pairs) / n_pix
+            loss = (
+                sum(F.cross_entropy(lg, y, ignore_index=cfg.ignore_index, reduction="sum") for lg, y in pairs) / n_pix
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

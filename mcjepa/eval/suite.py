@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..train.checkpoint import load_model
+from ..data.registry import EVAL_TASKS, flow_eval_dataset, segmentation_datasets, video_dataset
+from ..models.checkpoint import load_model
 from .davis import evaluate_davis
 from .flow_metrics import evaluate_flow_dataset
-from .runners import feature_fn, flow_eval_dataset, flow_fn, segmentation_datasets, video_dataset
+from .runners import feature_fn, flow_fn
 from .segmentation import LinearProbeConfig, linear_probe_segmentation
 
-TASKS = ("flow", "segmentation", "davis")
+TASKS = EVAL_TASKS
 
 
 def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:

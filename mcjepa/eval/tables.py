@@ -76,12 +76,27 @@ PAPER_SEGMENTATION = [
 PAPER_DAVIS_MC_JEPA = {"J_mean": 67.0, "F_mean": 74.0, "JF_mean": 70.5}
 
 PAPER_ABLATIONS = [
-    {"setting": "flow head on a frozen VICReg encoder", "kitti2015_train_epe": 13.52, "voc_linear": 60.1, "davis_jf": None},
+    {
+        "setting": "flow head on a frozen VICReg encoder",
+        "kitti2015_train_epe": 13.52,
+        "voc_linear": 60.1,
+        "davis_jf": None,
+    },
     {"setting": "batch alternation", "kitti2015_train_epe": 2.78, "voc_linear": 67.1, "davis_jf": None},
     {"setting": "combined loss every step (final)", "kitti2015_train_epe": 2.67, "voc_linear": 67.1, "davis_jf": None},
-    {"setting": "PWC-Net pyramid instead of ConvNeXt-T", "kitti2015_train_epe": None, "voc_linear": 14.8, "davis_jf": 10.1},
+    {
+        "setting": "PWC-Net pyramid instead of ConvNeXt-T",
+        "kitti2015_train_epe": None,
+        "voc_linear": 14.8,
+        "davis_jf": 10.1,
+    },
     {"setting": "no VC regularisation", "kitti2015_train_epe": 3.41, "voc_linear": 47.3, "davis_jf": 37.8},
-    {"setting": "VC on every layer + 1-epoch warm-up (final)", "kitti2015_train_epe": 2.67, "voc_linear": 67.1, "davis_jf": 70.5},
+    {
+        "setting": "VC on every layer + 1-epoch warm-up (final)",
+        "kitti2015_train_epe": 2.67,
+        "voc_linear": 67.1,
+        "davis_jf": 70.5,
+    },
 ]
 
 PAPER_ABLATION_NOTES = [
@@ -115,7 +130,9 @@ def _our_rows(ours: dict, kind: str, label: str) -> list[dict]:
     for row_label, metrics in items:
         unknown = set(metrics) - set(columns) - set(id_cols)
         if unknown:
-            raise ValueError(f"results_table(kind={kind!r}): unknown metric keys {sorted(unknown)}; allowed {list(columns)}")
+            raise ValueError(
+                f"results_table(kind={kind!r}): unknown metric keys {sorted(unknown)}; allowed {list(columns)}"
+            )
         row = {c: None for c in columns}
         row.update({k: metrics[k] for k in columns if k in metrics})
         row[id_cols[0]] = _ours_label(row_label)

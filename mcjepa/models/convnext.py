@@ -71,8 +71,12 @@ class ConvNeXtPyramid(nn.Module):
         dims, depths = cfg.dims, cfg.depths
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.stem1 = nn.Sequential(nn.Conv2d(3, cfg.stem_dim, 3, stride=2, padding=1), LayerNorm2d(cfg.stem_dim, eps=1e-6))
-        self.stem2 = nn.Sequential(nn.Conv2d(cfg.stem_dim, dims[0], 3, stride=2, padding=1), LayerNorm2d(dims[0], eps=1e-6))
+        self.stem1 = nn.Sequential(
+            nn.Conv2d(3, cfg.stem_dim, 3, stride=2, padding=1), LayerNorm2d(cfg.stem_dim, eps=1e-6)
+        )
+        self.stem2 = nn.Sequential(
+            nn.Conv2d(cfg.stem_dim, dims[0], 3, stride=2, padding=1), LayerNorm2d(dims[0], eps=1e-6)
+        )
         rates = torch.linspace(0, cfg.drop_path, sum(depths)).tolist()
         self.downsamples, self.stages = nn.ModuleList(), nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(dims, depths)):

@@ -16,10 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from ..config import Config, to_dict, validate
+from ..config import Config, DataConfig, from_dict, identity, to_dict, validate
 from ..data.augment import FlowAugment, VICRegAugConfig, VICRegViews, step_seed
-from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mix, image_dataset
+from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mix, image_dataset, parse_mix
+from ..eval.flow_metrics import evaluate_flow_dataset
+from ..eval.runners import flow_fn
 from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
@@ -111,11 +114,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _loader(dataset: Dataset, batches: StepBatches, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=list,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available())
-
-
 def _check_finite(terms: dict[str, torch.Tensor], step: int, cfg: Config) -> None:
     for name, value in terms.items():
         if not torch.isfinite(value).all():
@@ -152,6 +150,116 @@ def streams_for_step(cfg: Config, step: int) -> tuple[bool, bool]:
     return use_flow, use_ssl
 
 
+def setup_device(cfg: Config) -> tuple[torch.device, int, int]:
+    """(device, rank, world size): `train.device` resolved, the process group joined under torchrun, and the
+    global RNGs seeded with train.seed + rank."""
+    device = resolve_device(cfg.train.device)
+    rank, world = init_distributed(device.type)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    seed_everything(cfg.train.seed + rank)
+    return device, rank, world
+
+
+def resume_state(path: Path, cfg: Config, model: nn.Module, optimizer, scheduler) -> tuple[int, dict]:
+    """Load model, optimiser and scheduler from the checkpoint at `path`; returns (its step, its RNG state).
+    A checkpoint of another config (hash-neutral knobs aside, `config.identity`) is a ValueError."""
+    state = read_checkpoint(path, require=RESUME_KEYS)
+    saved, current = identity(from_dict(state["config"])), identity(cfg)
+    if saved != current:
+        changed = [k for k in current if saved.get(k) != current[k]]
+        raise ValueError(f"{path}: the checkpoint was trained with a different config "
+                         f"(sections {changed}); resume with the same config or use a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state["rng"]
+
+
+def wrap_objective(model: MCJEPA, cfg: Config, device: torch.device, world: int) -> nn.Module:
+    """The per-step loss module; under DDP with SyncBatchNorm on CUDA, so that the expander's BatchNorm sees
+    the global batch as in VICReg (on CPU DDP each rank normalises its own batch)."""
+    if world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    objective: nn.Module = Objective(model, cfg)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    return objective
+
+
+def data_streams(cfg: Config, start: int, total: int, rank: int, world: int) -> tuple:
+    """(iterator of frame-pair sample lists, iterator of still sample lists) for steps [start, total); None for
+    a stream the method does not use. Each batch is a function of (seed, step) only (`StepBatches`)."""
+    data, train_cfg = cfg.data, cfg.train
+
+    def stream(dataset: Dataset, batch_size: int, seed: int):
+        batches = StepBatches(len(dataset), batch_size, seed, start, total, rank, world)
+        return iter(DataLoader(dataset, batch_sampler=batches, num_workers=train_cfg.num_workers, collate_fn=list,
+                               persistent_workers=False, pin_memory=torch.cuda.is_available()))
+
+    flow_iter = image_iter = None
+    if train_cfg.method in ("m-jepa", "mc-jepa"):
+        flow_iter = stream(flow_mix(data, frames_only=True), train_cfg.batch_size, data.seed)
+    if train_cfg.method in ("vicreg", "mc-jepa"):
+        image_iter = stream(image_dataset(data, images_only=True), train_cfg.image_batch_size,
+                            data.seed + data.image_seed_offset)
+    return flow_iter, image_iter
+
+
+def augmenters(data: DataConfig) -> tuple[FlowAugment, VICRegViews]:
+    """The frame-pair augmentation and the VICReg views of a data config (`data.flow_*`, `data.view_augment`)."""
+    flow_augment = FlowAugment(crop_size=None, hflip_p=data.flow_hflip_p, jitter_p=data.flow_jitter_p,
+                               jitter=tuple(data.flow_jitter))
+    preset = data.view_augment
+    if preset == "auto":
+        preset = "tiny" if min(data.image_size) < 128 else "paper"
+    views = VICRegViews(data.image_size, VICRegAugConfig.tiny() if preset == "tiny" else VICRegAugConfig.paper())
+    return flow_augment, views
+
+
+def open_run_folder(out_dir: Path, cfg: Config, resume: bool, start: int) -> MetricsLog | None:
+    """Create `out_dir`, write config.json and cut metrics.jsonl back to step `start` (a fresh run: remove it,
+    left by a run that died before its first checkpoint); the metrics log of the main process, else None."""
+    if not is_main():
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        truncate_metrics(out_dir / "metrics.jsonl", start)
+    else:
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    with atomic_write(out_dir / "config.json", "w") as handle:
+        json.dump(to_dict(cfg), handle, indent=2)
+    return MetricsLog(out_dir / "metrics.jsonl")
+
+
+VALIDATION_PAIRS = 16  # held-out pairs behind the logged val/epe
+
+
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast on CUDA with `train.amp="bf16"`, else a disabled CPU autocast (full precision)."""
+    if device.type == "cuda" and cfg.train.amp == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def held_out_pairs(cfg: Config) -> list[dict]:
+    """The first `VALIDATION_PAIRS` validation pairs of the first flow dataset (rendered or read once)."""
+    held_out = flow_dataset(parse_mix(cfg.data.flow_datasets[0])[0], cfg.data, split="val")
+    return [held_out[i] for i in range(min(len(held_out), VALIDATION_PAIRS))]
+
+
+@torch.no_grad()
+def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = VALIDATION_PAIRS) -> float:
+    """Mean EPE on held-out pairs with ground truth (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    result = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, max_samples=max_samples, progress=False)
+    model.train(was_training)
+    return float(result["epe"])
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_at: int | None = None, eval_every: int | None = None) -> TrainResult:
     """Train `cfg.train.method` for `cfg.total_steps` steps (or stop after `stop_at`), writing to `out_dir`:
@@ -159,102 +267,43 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     steps and at the end, atomically). `resume=True` continues from out_dir/checkpoint.pt.
     `eval_every` > 0 logs the flow EPE on held-out pairs that have ground truth (the embedded data)."""
     validate(cfg)
-    out_dir = Path(out_dir)
+    out_dir, checkpoint_path = Path(out_dir), Path(out_dir) / "checkpoint.pt"
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(20, "the run folder (--out) is a file, not a folder", str(out_dir))
-    device = resolve_device(cfg.train.device)
-    rank, world = init_distributed(device.type)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    seed_everything(cfg.train.seed + rank)
-
+    if not resume and checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: pass resume=True (--resume) or choose a new out dir")
+    device, rank, world = setup_device(cfg)
     model = MCJEPA(cfg.model).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
-    start, rng = 0, None
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if resume:
-        state = read_checkpoint(checkpoint_path, require=RESUME_KEYS)
-        saved = state["config"]
-        if saved != to_dict(cfg):
-            changed = [k for k in saved if saved[k] != to_dict(cfg)[k]]
-            raise ValueError(f"{checkpoint_path}: the checkpoint was trained with a different config "
-                             f"(sections {changed}); resume with the same config or use a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng, start = state["rng"], state["step"]  # restored after the data iterators draw their seeds
-    elif checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: pass resume=True (--resume) or choose a new out dir")
-
-    if world > 1 and device.type == "cuda":
-        # the expander's BatchNorm sees the global batch, as in VICReg (SyncBatchNorm is CUDA-only; on CPU
-        # DDP each rank normalises its own batch)
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    objective: nn.Module = Objective(model, cfg)
-    if world > 1:
-        objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-
+    start, rng = resume_state(checkpoint_path, cfg, model, optimizer, scheduler) if resume else (0, None)
+    objective = wrap_objective(model, cfg, device, world)
     total = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
-    needs_flow = cfg.train.method in ("m-jepa", "mc-jepa")
-    needs_images = cfg.train.method in ("vicreg", "mc-jepa")
-    data = cfg.data
-    flow_iter = image_iter = None
-    if needs_flow:
-        pairs = flow_mix(data, frames_only=True)
-        flow_iter = iter(_loader(pairs, StepBatches(len(pairs), cfg.train.batch_size, data.seed, start, total,
-                                                    rank, world), cfg.train.num_workers))
-    if needs_images:
-        stills = image_dataset(data, images_only=True)
-        image_iter = iter(_loader(stills, StepBatches(len(stills), cfg.train.image_batch_size, data.seed + 7919,
-                                                      start, total, rank, world), cfg.train.num_workers))
-    flow_augment = FlowAugment(crop_size=None, hflip_p=0.5, jitter_p=0.8, jitter=(0.2, 0.2, 0.2, 0.05))
-    aug_cfg = VICRegAugConfig.tiny() if min(data.image_size) < 128 else VICRegAugConfig()
-    views_fn = VICRegViews(data.image_size, aug_cfg)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.train.amp == "bf16"
-                else torch.autocast("cpu", enabled=False))
-    val_pairs = None
-    if eval_every and needs_flow and is_main():
-        held_out = flow_dataset(parse_first(data.flow_datasets), data, split="val")
-        val_pairs = [held_out[i] for i in range(min(len(held_out), VALIDATION_PAIRS))]  # rendered/read once
-
-    log = MetricsLog(out_dir / "metrics.jsonl") if is_main() else None
-    if is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            truncate_metrics(out_dir / "metrics.jsonl", start)
-        else:  # a fresh run in a folder left by a run that died before its first checkpoint
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        with atomic_write(out_dir / "config.json", "w") as handle:
-            json.dump(to_dict(cfg), handle, indent=2)
-
+    flow_iter, image_iter = data_streams(cfg, start, total, rank, world)
+    flow_augment, views_fn = augmenters(cfg.data)
+    val_pairs = held_out_pairs(cfg) if eval_every and flow_iter is not None and is_main() else None
+    log = open_run_folder(out_dir, cfg, resume, start)
     if rng is not None:  # building the loaders above drew from the global RNG: restore the saved state now
         set_rng_state(rng)
-    bar = None
-    if progress and is_main():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=start, desc=f"train {cfg.train.method}", dynamic_ncols=True)
-    began, last = time.time(), {}
+    bar = (tqdm(total=total, initial=start, desc=f"train {cfg.train.method}", dynamic_ncols=True)
+           if progress and is_main() else None)
+    began, last, seed = time.time(), {}, cfg.train.seed
     model.train()
     for step in range(start, total):
-        generator = torch.Generator().manual_seed(step_seed(cfg.train.seed, step))
+        generator = torch.Generator().manual_seed(step_seed(seed, step))
         video = next(flow_iter) if flow_iter is not None else None
         stills = next(image_iter) if image_iter is not None else None
         use_flow, use_ssl = streams_for_step(cfg, step)
         frames = views = None
         if use_flow:
-            batch = collate_pairs(video, data.crop, generator)
+            batch = collate_pairs(video, cfg.data.crop, generator)
             batch = flow_augment({"frame1": batch["frame1"], "frame2": batch["frame2"]},
-                                 seed=step_seed(cfg.train.seed + 1, step))
+                                 seed=step_seed(seed + cfg.train.flow_augment_seed_offset, step))
             frames = {k: batch[k].to(device, non_blocking=True) for k in ("frame1", "frame2")}
         if use_ssl:
-            base = collate_images(stills, data.image_base, generator).to(device, non_blocking=True)
-            views = views_fn(base, seed=step_seed(cfg.train.seed + 2, step))
-        with autocast:
-            occlusion = step / cfg.train.steps_per_epoch >= cfg.loss.occlusion_start_epoch
-            loss, terms = objective(frames, views, occlusion)
+            base = collate_images(stills, cfg.data.image_base, generator).to(device, non_blocking=True)
+            views = views_fn(base, seed=step_seed(seed + cfg.train.views_seed_offset, step))
+        with autocast(cfg, device):
+            loss, terms = objective(frames, views, step / cfg.train.steps_per_epoch >= cfg.loss.occlusion_start_epoch)
         _check_finite(terms, step, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -265,42 +314,19 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         optimizer.step()
         scheduler.step()
         done = step + 1
-
-        if is_main():
-            if done % cfg.train.log_every == 0 or done == total:
-                last = {"step": done, "epoch": done / cfg.train.steps_per_epoch, **{k: v.item() for k, v in terms.items()},
-                        "grad_norm": grad_norm.item(), "lr/encoder": scheduler.get_last_lr()[0],
-                        "seconds": time.time() - began}
-                if val_pairs is not None and (done % eval_every == 0 or done == total):
-                    last["val/epe"] = validation_epe(model, val_pairs)
-                log.write(last)
-            if done % cfg.train.checkpoint_every == 0 or done == total:
-                save_checkpoint(checkpoint_path, model, optimizer, scheduler, done, cfg)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{terms['loss/total'].item():.3f}")
+        if log is not None and (done % cfg.train.log_every == 0 or done == total):
+            last = {"step": done, "epoch": done / cfg.train.steps_per_epoch, **{k: v.item() for k, v in terms.items()},
+                    "grad_norm": grad_norm.item(), "lr/encoder": scheduler.get_last_lr()[0],
+                    "seconds": time.time() - began}
+            if val_pairs is not None and (done % eval_every == 0 or done == total):
+                last["val/epe"] = validation_epe(model, val_pairs)
+            log.write(last)
+        if is_main() and (done % cfg.train.checkpoint_every == 0 or done == total):
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, done, cfg)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss/total'].item():.3f}")
     if bar is not None:
         bar.close()
     return TrainResult(out_dir=out_dir, steps=total, last=last, checkpoint=checkpoint_path,
                        seconds=time.time() - began, model=model)
-
-
-def parse_first(entries: tuple[str, ...]) -> str:
-    return entries[0].partition("*")[0]
-
-
-VALIDATION_PAIRS = 16  # held-out pairs behind the logged val/epe
-
-
-@torch.no_grad()
-def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = VALIDATION_PAIRS) -> float:
-    """Mean EPE on held-out pairs with ground truth (eval mode, restored afterwards)."""
-    from ..eval.flow_metrics import evaluate_flow_dataset
-    from ..eval.runners import flow_fn
-
-    was_training = model.training
-    model.eval()
-    result = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, max_samples=max_samples, progress=False)
-    model.train(was_training)
-    return float(result["epe"])
-

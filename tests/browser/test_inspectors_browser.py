@@ -170,7 +170,9 @@ CELL_ERRORS_JS = """() => {
 
 def _label_row(scope, kind: str, label: str):
     """The ipywidgets control of class `kind` (e.g. 'widget-hslider') whose description is `label`."""
-    return scope.locator(f".{kind}").filter(has=scope.page.locator("label.widget-label", has_text=re.compile(f"^{label}$")))
+    return scope.locator(f".{kind}").filter(
+        has=scope.page.locator("label.widget-label", has_text=re.compile(f"^{label}$"))
+    )
 
 
 def test_flow_inspector_in_jupyterlab(browser_tools, jupyter_lab):
@@ -214,7 +216,9 @@ def test_flow_inspector_in_jupyterlab(browser_tools, jupyter_lab):
                 print(f"  cell {index:2d} {end - begin:6.1f}  {last_line}")
             widget_done = [end for _, _, end, line in times if "flow_inspector.widget()" in line]
             if times and widget_done:  # the kernel's own clock: first cell started -> the widget cell replied
-                print(f"Run All -> flow inspector shown, by the kernel's timestamps: {widget_done[0] - times[0][1]:.1f} s")
+                print(
+                    f"Run All -> flow inspector shown, by the kernel's timestamps: {widget_done[0] - times[0][1]:.1f} s"
+                )
             assert page.evaluate(CELL_ERRORS_JS) == []
             image.scroll_into_view_if_needed()
 
