@@ -200,8 +200,9 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
 
     Tiny and full profiles first train `profile_runs` in parallel processes (`ensure_runs`, progress printed;
     skipped with `trained_only` or `only`), and the full profile evaluates the method runs of the claims (when
-    notebook 08 is among those run), so that the notebooks find them cached. The notebooks run `workers` at a time, each kernel on
-    cpu_count // workers threads; the sweep notebooks (04-07) before 08, which collects them."""
+    notebook 08 is among those run), so that the notebooks find them cached. The notebooks run `workers` at a
+    time, each kernel on cpu_count // workers threads; the sweep notebooks (04-07) before 08, which collects
+    them."""
     check_profile(profile)
     output_dir = output_dir or project_root() / "outputs" / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ No real training: `ensure_run` and `evaluate_run` are replaced by fakes that wri
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -62,7 +62,8 @@ class FakeEvaluation:
     def __init__(self, monkeypatch, finished=True):
         self.trained, self.calls = [], []
         monkeypatch.setattr(claims_module, "is_finished", lambda folder, cfg: finished or folder in self.trained)
-        monkeypatch.setattr(claims_module, "ensure_run", lambda cfg, **kw: self.trained.append(run_dir(cfg, kw["runs_dir"])))
+        monkeypatch.setattr(claims_module, "ensure_run",
+                            lambda cfg, **kw: self.trained.append(run_dir(cfg, kw["runs_dir"])))
         monkeypatch.setattr(claims_module, "evaluate_run", self.evaluate_run)
 
     def evaluate_run(self, folder, tasks, flow_dataset="embedded", **kwargs):
