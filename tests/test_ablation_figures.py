@@ -66,7 +66,8 @@ def test_feature_std_figures_read_the_point_series():
              "flow_levels_strides": [32, 16], "diverged_step": 15, "run_dir": "runs/mc-jepa-x"}
     fig = plot_feature_std(point, floor=0.05)
     ax = fig.axes[0]
-    data = {line.get_label(): tuple(np.asarray(xy, float).tolist() for xy in line.get_data()) for line in ax.get_lines()}
+    data = {line.get_label(): tuple(np.asarray(xy, float).tolist() for xy in line.get_data())
+            for line in ax.get_lines()}
     assert data["level 0 (stride 32)"] == ([5.0, 10.0, 15.0], pytest.approx([0.1, 0.02, 0.5 / 15]))
     assert data["level 1 (stride 16)"][1] == [0.3, 0.3, 0.3]
     assert ax.get_yscale() == "log" and "stopped (step 15)" in data and "collapse guard (0.05)" in data
