@@ -14,7 +14,8 @@ A point file holds the settings (ablation, key, value, scale, epochs, steps_per_
 points of one sweep share it over values and seeds, and it equals the hash of the seed-0 base MC-JEPA run),
 `run_dir`, `eval_datasets`, the headline
 numbers `epe` (px; held-out embedded pairs at tiny scale, KITTI 2015 at paper scale), `fl` (%), `miou` (linear
-probe, FRACTION), `jf` (DAVIS-style J&F, FRACTION, only with davis=True), the full `flow` / `segmentation` / `davis` result dicts, and the training
+probe, FRACTION), `jf` (DAVIS-style J&F, FRACTION, only with davis=True), the full `flow` / `segmentation` /
+`davis` result dicts, and the training
 stability summary (`stability_summary`): per flow level (0 = coarsest) the final and minimum feature std
 (mean over channels of the per-channel std over positions: the collapse signal), `diverged` with
 `diverged_step` / `diverged_message` when training stopped on a NaN or exploding features
@@ -283,7 +284,8 @@ def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | 
         try:
             point = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"ablation point {path} is not valid JSON ({err}); delete it and re-run the point") from err
+            raise ValueError(f"ablation point {path} is not valid JSON ({err}); delete it and re-run the point"
+                             ) from err
         if not isinstance(point, dict) or "value" not in point:
             raise ValueError(f"ablation point {path} has no 'value': not a point file")
         if recipe is None or (point.get("recipe_hash") == recipe and point.get("format") == POINT_FORMAT):
@@ -369,7 +371,8 @@ def describe_sweep(points: Sequence[Mapping]) -> str:
     if not points:
         return "no points yet"
     rows, parts = by_value(points), []
-    for key, name, factor, unit, best in (("epe", "lowest EPE", 1.0, " px", min), ("miou", "highest mIoU", 100.0, " %", max)):
+    for key, name, factor, unit, best in (("epe", "lowest EPE", 1.0, " px", min),
+                                          ("miou", "highest mIoU", 100.0, " %", max)):
         scored = [r for r in rows if r[key]["n"]]
         if scored:
             top = best(scored, key=lambda r: r[key]["mean"])

@@ -96,7 +96,8 @@ def test_stability_summary_hand_computed():
     assert s["last_logged_step"] == 15
     empty = stability_summary([])
     assert empty["feat_std_min_all"] is None and empty["feat_std_final"] == {} and empty["last_logged_step"] is None
-    assert feature_std_series(rows) == {"0": [[5.0, 0.9], [10.0, 0.3], [15.0, 0.4]], "1": [[5.0, 0.5], [10.0, 0.7], [15.0, 0.6]]}
+    assert feature_std_series(rows) == {"0": [[5.0, 0.9], [10.0, 0.3], [15.0, 0.4]],
+                                        "1": [[5.0, 0.5], [10.0, 0.7], [15.0, 0.6]]}
 
 
 # ------------------------------------------------------------------------------------------- run_point
@@ -125,7 +126,8 @@ class FakeRuns:
     def evaluate_run(self, run, tasks=("flow", "segmentation"), progress=True, **kwargs):
         self.evaluated.append((run, tuple(tasks)))
         self.kwargs = kwargs
-        out = {"flow": {"epe": self.epe, "fl": 10.0}, "segmentation": {"miou": self.miou, "per_class_iou": [math.nan, 0.5]}}
+        out = {"flow": {"epe": self.epe, "fl": 10.0},
+               "segmentation": {"miou": self.miou, "per_class_iou": [math.nan, 0.5]}}
         if "davis" in tasks:
             out["davis"] = {"JF_mean": 0.4, "J_mean": 0.3, "F_mean": 0.5, "n_objects": 3}
         return out
@@ -168,7 +170,8 @@ def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
               force=True)
     assert len(fake.evaluated) == 4
 
-    other_seed = run_point("cycle", 0.2, **dict(SMALL, seed=1), runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig",
+    other_seed = run_point("cycle", 0.2, **dict(SMALL, seed=1), runs_dir=tmp_path / "runs",
+                           figures_dir=tmp_path / "fig",
                            progress=False)  # another seed: its own run and file, the same recipe
     assert other_seed["recipe_hash"] == point["recipe_hash"] and other_seed["seed"] == 1
     assert (tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed1.json").is_file()
@@ -259,7 +262,8 @@ def test_vc_markdown_puts_ours_beside_the_paper(tmp_path):
 
 
 def test_describe_sweep_and_trends_table(tmp_path):
-    points = [write_point(tmp_path, "balance", v, e, m) for v, e, m in ((0.01, 4.0, 0.2), (0.1, 3.0, 0.25), (1.0, 3.5, 0.1))]
+    points = [write_point(tmp_path, "balance", v, e, m)
+              for v, e, m in ((0.01, 4.0, 0.2), (0.1, 3.0, 0.25), (1.0, 3.5, 0.1))]
     points.append(write_point(tmp_path, "balance", 0.1, 2.0, 0.35, seed=1))
     text = ablations.describe_sweep(points)
     assert text == ("lowest EPE 2.50 px at 0.1; highest mIoU 30.00 % at 0.1 "

@@ -26,9 +26,7 @@ LAYERS = (  # (rank, top-level names under mcjepa/)
     (9, ("reproduce", "session")),
     (10, ("notebook_outputs", "__main__")),
 )
-# Deferred package imports left to the parallel rewrite of these modules (viz/ is being reorganised on another
-# branch); none of them hides a cycle or a layer violation.
-DEFERRED_ELSEWHERE = {"mcjepa.viz.notebook_figures"}
+DEFERRED_ELSEWHERE: set[str] = set()  # modules allowed deferred package imports (none)
 RANK = {name: rank for rank, names in LAYERS for name in names}
 
 

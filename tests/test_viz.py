@@ -9,11 +9,12 @@ import torch.nn.functional as F
 
 from mcjepa.models.warp import resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_color_wheel, flow_to_rgb
-from mcjepa.viz.plots import (
-    colorize_labels, label_palette, plot_ablation, plot_flow_comparison, plot_loss_curves, plot_segmentation,
-    plot_video_segmentation, save_figure,
-)
-from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_png, figure_point
+from mcjepa.viz.bars import plot_grouped_bars
+from mcjepa.viz.curves import plot_loss_curves
+from mcjepa.viz.display import figure_png, save_figure
+from mcjepa.viz.flow import plot_flow_comparison
+from mcjepa.viz.segmentation import colorize_labels, label_palette, plot_segmentation, plot_video_segmentation
+from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_point
 
 H, W = 24, 32
 
@@ -89,7 +90,7 @@ def test_error_map_matches_loop():
         error_map(pred, gt[:, :3])
 
 
-# -- plots ---------------------------------------------------------------------------------------------------
+# -- figures -------------------------------------------------------------------------------------------------
 
 
 def test_plot_loss_curves_groups_log_scale_and_smoothing():
@@ -167,18 +168,8 @@ def test_plot_video_segmentation_clips_frame_ids():
     assert not np.allclose(overlay[6, 6], frames[0, :, 6, 6].numpy(), atol=1e-2)  # object tinted
 
 
-def test_plot_ablation_two_axes():
-    fig = plot_ablation([0, 0.01, 0.1, 1], {"EPE": [3, 2.8, 2.7, 2.9], "mIoU": [60, 63, 67, 50]}, "lambda",
-                        ("EPE (px)", "mIoU (%)"), "balance", xscale="symlog")
-    assert len(fig.axes) == 2
-    assert fig.axes[0].get_ylabel() == "EPE (px)" and fig.axes[1].get_ylabel() == "mIoU (%)"
-    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [60, 63, 67, 50])
-    with pytest.raises(ValueError):
-        plot_ablation([1, 2], {"a": [1]}, "x")
-
-
 def test_save_figure_atomic_creates_dirs_small_png(tmp_path):
-    fig = plot_ablation([1, 2, 3], {"a": [1, 2, 3]}, "x")
+    fig = plot_grouped_bars({"x": {"a": 1.0, "b": 2.0}}, "y")
     path = save_figure(fig, tmp_path / "deep" / "dir" / "fig.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 200_000

@@ -7,7 +7,7 @@
     classical_flow_baselines(cfg, ...)  OpenCV's Farneback and DIS on the same pairs (mcjepa.eval.classical)
     paper_table_rows(results, task)     our rows for mcjepa.eval.tables.save_results_table (x100 for mIoU/J&F)
     results_markdown, bar_values        our numbers as a Markdown table / as bars for
-                                        mcjepa.viz.notebook_figures.plot_grouped_bars
+                                        mcjepa.viz.bars.plot_grouped_bars
     plot_per_class_iou                  per-class IoU heatmap (methods x classes)
 
 Units: as the evaluators return them (EPE px, Fl %, px1/3/5, mIoU, pixel accuracy, J, F, J&F as FRACTIONS);
@@ -172,7 +172,7 @@ def results_markdown(results: Mapping[str, Mapping[str, Mapping]],
 
 
 def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[tuple[str, str, float]]) -> dict:
-    """{group: {method: value}} for `mcjepa.viz.notebook_figures.plot_grouped_bars`; groups are the datasets
+    """{group: {method: value}} for `mcjepa.viz.bars.plot_grouped_bars`; groups are the datasets
     (one metric), the metric labels (one dataset) or 'dataset: metric'. `metrics` = (key, label, factor);
     missing values are NaN."""
     datasets = list(dict.fromkeys(d for per in results.values() for d in per))

@@ -19,8 +19,7 @@ from ..ablations import (ABLATIONS, FIG5_PANELS, LABELS, PAPER_TRENDS, VC_COLUMN
 from ..claims import claims_markdown, save_claims
 from ..experiments import resolve_dir, save_json
 from ..utils import atomic_write
-from .notebook_figures import show
-from .plots import save_figure
+from .display import save_figure, show
 
 
 def _means(rows: Sequence[Mapping], key: str, factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +311,8 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
         floor = (point.get("overrides") or {}).get("train.min_feature_std")
         _figure(plot_feature_std(point, floor=floor, title=f"vc = {point['value']:g}, seed {point.get('seed', 0)}: "
                                                              f"feature std per flow level ({name})"),
-                folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}.png")
+                folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}"
+                         ".png")
         _figure(plot_vc_stability(points), folder / "vc_stability.png")
     return folder
 

@@ -11,7 +11,6 @@ Conventions: images (3, H, W) in [0, 1]; flows (2, H, W) pixels; predictions are
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -23,22 +22,13 @@ from matplotlib.figure import Figure
 from mcjepa.data.augment import resize_sparse_flow
 from mcjepa.models.warp import inside_image_mask, resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, robust_flow_radius, to_numpy
-from mcjepa.viz.plots import (IGNORE_COLOR, ZERO_FLOW, _class_legend, add_flow_legend, colorize_labels, overlay_mask,
-                              to_image)
+from mcjepa.viz.data_overview import draw_panel
+from mcjepa.viz.display import figure_png
+from mcjepa.viz.flow import ZERO_FLOW, add_flow_legend
+from mcjepa.viz.images import hide_ticks, to_image
+from mcjepa.viz.segmentation import IGNORE_COLOR, add_class_legend, colorize_labels, overlay_mask
 
-__all__ = ["FlowInspector", "SegmentationInspector", "DataTour", "LiveImage", "figure_png", "figure_point"]
-
-
-def figure_png(fig: Figure, dpi: int = 90, tight: bool = True) -> bytes:
-    """PNG bytes of a Figure. `tight=False` keeps the figure's size (figsize x dpi pixels), so that a widget's
-    picture does not change size between states and PNG pixels map back to data coordinates."""
-    buffer = io.BytesIO()
-    if tight:
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    else:
-        fig.set_dpi(dpi)  # the figure's transforms are then those of the PNG (see figure_point)
-        fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+__all__ = ["FlowInspector", "SegmentationInspector", "DataTour", "LiveImage", "figure_point"]
 
 
 def figure_point(fig: Figure, px: float, py: float) -> tuple[int, float, float] | None:
@@ -114,11 +104,6 @@ def _click_events(image, handler: Callable[[dict], None]):
     events = Event(source=image, watched_events=["click"], prevent_default_action=True)
     events.on_dom_event(handler)
     return events
-
-
-def _off(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -358,7 +343,7 @@ class FlowInspector:
         else:
             axes[-1].set_axis_off()
         for ax in axes[:3]:
-            _off(ax)
+            hide_ticks(ax)
         return fig
 
     def widget(self):
@@ -519,12 +504,14 @@ class SegmentationInspector:
         for ax, (title, arr) in zip(axes, panels):
             ax.imshow(arr, interpolation="nearest")
             ax.set_title(title, fontsize=9)
-            _off(ax)
+            hide_ticks(ax)
         if not sequence and class_id < 0:
-            present = set(np.unique(p["pred"]).tolist()) | (set(np.unique(p["gt"]).tolist()) if p["gt"] is not None else set())
+            present = set(np.unique(p["pred"]).tolist())
+            if p["gt"] is not None:
+                present |= set(np.unique(p["gt"]).tolist())
             show_ignore = self.ignore_index in present
             present.discard(self.ignore_index)
-            _class_legend(fig, axes[-1], sorted(present), self.class_names, show_ignore)
+            add_class_legend(axes[-1], sorted(present), self.class_names, show_ignore)
         elif not sequence:
             _highlight_legend(axes[-1], self.class_name(class_id))
         fig.suptitle(p["title"], fontsize=10)
@@ -650,13 +637,8 @@ class DataTour:
         nrows = max(1, -(-len(p["panels"]) // ncols))
         fig = Figure(figsize=(3.0 * ncols, 2.7 * nrows + 0.3), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, (title, arr, kind) in zip(axes, p["panels"]):
-            if kind == "mask":
-                ax.imshow(arr, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(arr, interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            _off(ax)
+        for ax, panel in zip(axes, p["panels"]):
+            draw_panel(ax, *panel)
         for ax in axes[len(p["panels"]):]:
             ax.set_axis_off()
         fig.suptitle(p["summary"], fontsize=10)

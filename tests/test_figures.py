@@ -1,19 +1,16 @@
-"""Figure builders of the notebooks (mcjepa/viz/notebook_figures.py) and the loss-curve grouping of the
-trainer's metric names (mcjepa/viz/plots.py)."""
+"""Figure builders of mcjepa/viz (flow rows, bars, curves, data overview, per-frame scores), the Markdown
+table, and the loss-curve grouping of the trainer's metric names."""
 
 import numpy as np
 import pytest
 import torch
 
-from mcjepa.viz.notebook_figures import (
-    markdown_table,
-    plot_data_overview,
-    plot_dimension_std,
-    plot_flow_rows,
-    plot_grouped_bars,
-    plot_per_frame_scores,
-)
-from mcjepa.viz.plots import group_loss_keys, plot_loss_curves
+from mcjepa.viz.bars import plot_grouped_bars
+from mcjepa.viz.curves import group_loss_keys, plot_dimension_std, plot_loss_curves
+from mcjepa.viz.data_overview import plot_data_overview
+from mcjepa.viz.display import markdown_table
+from mcjepa.viz.flow import plot_flow_rows
+from mcjepa.viz.segmentation import plot_per_frame_scores
 from mcjepa.viz.widgets import DataTour
 
 

@@ -1,0 +1,137 @@
+"""One notebook's set-up and outputs: `nb = Session("01_train_m_jepa", scale=scale, figures_dir=figures_dir, ...)`.
+
+A notebook is its markdown, its papermill `parameters` cell and calls on the Session it creates once:
+- checks: the common parameters at construction (scale, epochs, steps_per_epoch, seed, eval_every), the
+  notebook's own ones with `check`;
+- runs: `config(method, overrides)` is the preset with the notebook's settings, `run(cfg)` the cached
+  training run (trained, resumed or reused: `mcjepa.experiments.ensure_run`), `model(run)` its model;
+- outputs, all under figures_dir/<notebook>/ and written atomically: `figure` (PNG, then shown inline),
+  `json` (NaN -> null), `paper_table` (the paper's table beside ours: .md, .json, .png, then shown);
+  `markdown` and `table` only display. `written` lists the files this session wrote.
+
+Layering: the notebooks' layer, above experiments, eval, train and viz; nothing in the package imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from .config import Config
+from .eval.tables import save_results_table
+from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config, save_json
+from .train.checkpoint import load_model
+from .viz.display import markdown_table, save_figure, show
+
+__all__ = ["Session", "check_name"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """`name` if it can be one file or folder name (letters, digits, `_ . = + -`, not starting with a dot or
+    a dash: no path separator, no `..`); ValueError stating the rule otherwise."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{what} {name!r} is not a plain file name: use letters, digits and _ . = + - "
+                         f"(no '/', no '..', not starting with '.' or '-')")
+    return name
+
+
+class Session:
+    """The notebook `notebook`'s settings and output folder (figures_dir/<notebook>/, created).
+
+    Args:
+        notebook: the notebook's name without .ipynb, e.g. "11_eval_davis": its output folder.
+        scale: "tiny" or "paper" (the preset).
+        figures_dir, runs_dir: folders as the notebooks' parameters give them (relative to the repository
+            root; None: figures/, runs/).
+        epochs, steps_per_epoch, seed, data_roots: passed to every `config` (None keeps the preset's value).
+        progress, eval_every: passed to every `run` (progress bars; validation EPE every this many steps).
+    """
+
+    def __init__(self, notebook: str, scale: str = "tiny", figures_dir: str | Path | None = None,
+                 runs_dir: str | Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
+                 seed: int | None = None, data_roots: Mapping[str, str] | None = None, progress: bool = True,
+                 eval_every: int | None = None):
+        self.notebook = check_name(notebook, "notebook name")
+        self.scale = check_scale(scale)
+        check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, eval_every=eval_every)
+        self.epochs, self.steps_per_epoch, self.seed = epochs, steps_per_epoch, seed
+        self.data_roots = dict(data_roots or {})
+        self.runs_dir, self.progress, self.eval_every = runs_dir, progress, eval_every
+        self.folder = resolve_dir(figures_dir, "figures") / self.notebook
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._written: set[str] = set()
+
+    # -- parameters and runs ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def check(**values: float) -> None:
+        """Reject negative or non-finite notebook parameters, by name (`experiments.check_non_negative`)."""
+        check_non_negative(**values)
+
+    def config(self, method: str, overrides: Mapping[str, Any] | None = None) -> Config:
+        """The `scale` preset for `method` ("m-jepa", "vicreg", "mc-jepa") with the session's epochs,
+        steps_per_epoch, seed and data_roots, and the dotted `overrides` (another config is another run)."""
+        return run_config(self.scale, method, overrides, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                          seed=self.seed, data_roots=self.data_roots)
+
+    def run(self, cfg: Config) -> Path:
+        """The folder of the finished run of `cfg` under runs_dir: reused if there, resumed or trained if not."""
+        return ensure_run(cfg, runs_dir=self.runs_dir, progress=self.progress, eval_every=self.eval_every)
+
+    @staticmethod
+    def model(run: str | Path):
+        """The trained `MCJEPA` of a run folder, on the CPU in eval mode."""
+        return load_model(run)[0]
+
+    # -- outputs ---------------------------------------------------------------------------------------------
+
+    def path(self, name: str, suffix: str) -> Path:
+        """folder/<name><suffix>; `name` must be a plain file name without that suffix."""
+        check_name(name, "output name")
+        if name.lower().endswith(suffix.lower()):
+            raise ValueError(f"output name {name!r} already ends with {suffix!r}: give it without, the session "
+                             f"adds it")
+        return self.folder / f"{name}{suffix}"
+
+    def figure(self, name: str, fig: Figure) -> None:
+        """Save `fig` as folder/<name>.png (`viz.display.save_figure`: 100 dpi, atomic) and show it inline."""
+        self._record(save_figure(fig, self.path(name, ".png")))
+        show(fig)
+
+    def json(self, name: str, data: Any) -> Path:
+        """Write `data` as folder/<name>.json (atomic, sorted keys, NaN -> null); returns the path."""
+        return self._record(save_json(data, self.path(name, ".json")))
+
+    def paper_table(self, name: str, ours: Mapping, kind: str) -> None:
+        """Write the paper's table with our rows (`eval.tables.save_results_table`, kind "flow" or
+        "segmentation") as folder/<name>.md, .json and .png, and show the Markdown."""
+        paths = save_results_table(dict(ours), self.folder / check_name(name, "output name"), kind=kind)
+        for path in paths.values():
+            self._record(path)
+        self.markdown(paths["md"].read_text())
+
+    @staticmethod
+    def markdown(text: str) -> None:
+        """Display `text` as Markdown."""
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+
+    def table(self, rows: Mapping[str, Mapping[str, object]], digits: int = 3) -> None:
+        """Display {row: {column: value}} as a Markdown table (`viz.display.markdown_table`)."""
+        self.markdown(markdown_table(rows, digits))
+
+    @property
+    def written(self) -> list[str]:
+        """Sorted names of the files this session wrote (each once, however often it was rewritten)."""
+        return sorted(self._written)
+
+    def _record(self, path: Path) -> Path:
+        self._written.add(Path(path).name)
+        return path
