@@ -108,8 +108,9 @@ def check_value(ablation: str, value: Any, epochs: int) -> float:
 
 def point_name(value: float, seed: int = 0, overrides: Mapping[str, Any] | None = None) -> str:
     """File stem of a point: the shortest exact float text, the seed and any extra overrides (0.1 ->
-    '0.1_seed0', 1e-05 -> '1e-05_seed0', with {"train.min_feature_std": 0.05} -> '0.0_seed0_min_feature_std=0.05')."""
-    extra = "".join(f"_{key.rsplit('.', 1)[-1]}={value!r}" for key, value in sorted((overrides or {}).items()))
+    '0.1_seed0', 1e-05 -> '1e-05_seed0', 0 with {"train.min_feature_std": 0.05} ->
+    '0.0_seed0_train.min_feature_std=0.05')."""
+    extra = "".join(f"_{key}={value!r}" for key, value in sorted((overrides or {}).items()))
     return f"{float(value)!r}_seed{check_integer('seed', seed)}{extra}"
 
 
@@ -290,7 +291,8 @@ def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | 
             raise ValueError(f"ablation point {path} has no 'value': not a point file")
         if recipe is None or (point.get("recipe_hash") == recipe and point.get("format") == POINT_FORMAT):
             points.append(point)
-    return sorted(points, key=lambda p: (float(p["value"]), p.get("seed", 0)))
+    unique = {p.get("config_hash") or id(p): p for p in points}  # one run stored under two names counts once
+    return sorted(unique.values(), key=lambda p: (float(p["value"]), p.get("seed", 0)))
 
 
 METRICS = ("epe", "fl", "miou", "jf", "feat_std_min_all")

@@ -14,7 +14,8 @@ A is significantly worse, and is "not shown" otherwise; a claim "A at least as g
 by a significantly worse A. With fewer than 2 seeds in a group there is no verdict.
 
 The method runs (M-JEPA, VICReg, MC-JEPA at each seed) are evaluated once and stored as
-`figures_dir/claims/runs/<method>_seed<seed>.json`, cached by config hash like the sweep points.
+`figures_dir/claims/runs/<method>_seed<seed>.json`, reused while the run's config hash and the evaluation
+datasets are the same.
 """
 
 from __future__ import annotations
@@ -69,23 +70,25 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
                      data_roots=data_roots)
     path, cfg_hash = result_path(method, seed, figures_dir), config_hash(cfg)
     flows = SCALE_DATASETS[scale]["flow"] if "flow" in TASKS[method] else ()  # claim (i) is read on each
+    datasets = {**EVAL_DATASETS[scale], "flow": list(flows)}
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash:
+        if (stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash
+                and stored.get("eval_datasets") == datasets):
             return stored
     folder = run_dir(cfg, runs_dir)
     if not is_finished(folder, cfg):
         if not train:
             return None
         ensure_run(cfg, runs_dir=runs_dir, progress=progress)
-    datasets, roots = EVAL_DATASETS[scale], eval_roots(data_roots)
+    roots = eval_roots(data_roots)
     content = [t for t in TASKS[method] if t != "flow"]
     results = evaluate_run(folder, tasks=content, seg_dataset=datasets["segmentation"], video=datasets["davis"],
                            roots=roots, progress=progress)
     flow = {name: evaluate_run(folder, tasks=("flow",), flow_dataset=name, roots=roots, progress=progress)["flow"]
             for name in flows}
     result = {"format": RESULT_FORMAT, "method": method, "seed": cfg.train.seed, "scale": scale,
-              "config_hash": cfg_hash, "run_dir": str(folder), "flow": flow,
+              "config_hash": cfg_hash, "eval_datasets": datasets, "run_dir": str(folder), "flow": flow,
               **{f"epe/{name}": metrics.get("epe") for name, metrics in flow.items()},
               "miou": results.get("segmentation", {}).get("miou"), "jf": results.get("davis", {}).get("JF_mean"),
               "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),
@@ -197,7 +200,8 @@ def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: i
 def instability_row(points: Sequence[Mapping], preset_vc: float) -> dict:
     """Claim (iii) in the instability setting (mcjepa.ablations.INSTABILITY): how many runs the collapse guard
     stopped with VC (vc = `preset_vc`) and without (vc = 0), and at which steps. A count, not a test: the
-    verdict says what was seen and that Fisher's exact test cannot reach 5 % below 4 runs per group."""
+    verdict says what was seen and the one-sided Fisher's exact test (it cannot reach 5 % with 3 runs per group:
+    its smallest p is then exactly 0.05)."""
     claim = "(iii) without the VC regulariser multi-task training is unstable or clearly worse"
     on = [p for p in points if float(p["value"]) == preset_vc]
     off = [p for p in points if float(p["value"]) == 0.0]
@@ -216,7 +220,7 @@ def instability_row(points: Sequence[Mapping], preset_vc: float) -> dict:
     elif row["p"] < ALPHA:
         row["verdict"] = f"holds ({seen}; Fisher's exact test)"
     else:
-        row["verdict"] = f"not shown ({seen}; Fisher's exact test needs more runs)"
+        row["verdict"] = f"not shown ({seen}; Fisher's exact test, p >= 0.05: more runs needed)"
     row["counts"] = {"with_vc": [stopped_on, len(on)], "without_vc": [stopped_off, len(off)], "steps": steps}
     return row
 
@@ -238,13 +242,14 @@ def cycle_claim(points: Sequence[Mapping]) -> dict:
         row["verdict"] = f"not shown (lowest mean EPE at the end of the sweep, {best['value']:g})"
         return row
     tests = [verdict(best["epe"]["values"], end["epe"]["values"], True) for end in ends]
-    harder = max(range(2), key=lambda i: -1.0 if math.isnan(tests[i][1]) else tests[i][1])  # the end it beats least
+    harder = max(range(2), key=lambda i: math.inf if math.isnan(tests[i][1]) else tests[i][1])  # beaten least
     row = _row(claim, paper, measure, (f"cycle = {best['value']:g}", f"cycle = {ends[harder]['value']:g}"),
                best["epe"]["values"], ends[harder]["epe"]["values"], True, "better")
     row["p"] = tests[harder][1]
     both = [v for v, _ in tests]
-    row["verdict"] = ("holds" if all(v == "holds" for v in both) else "contradicted" if "contradicted" in both
-                      else both[0] if both[0].startswith("no verdict") else "not shown")
+    no_verdict = [v for v in both if v.startswith("no verdict")]
+    row["verdict"] = (no_verdict[0] if no_verdict else "holds" if all(v == "holds" for v in both)
+                      else "contradicted" if "contradicted" in both else "not shown")
     row["end_summaries"] = [end["epe"] for end in ends]
     return row
 

@@ -8,6 +8,7 @@ finished point. Results (JSON) and figures (PNG) go to `figures_dir`, by default
 from __future__ import annotations
 
 import concurrent.futures as futures
+import fcntl
 import json
 import math
 import multiprocessing
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import Config, apply_overrides, config_hash, preset
-from .train.trainer import train
+from .train.trainer import TrainingDiverged, train
 from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
 
 SCALES = ("tiny", "paper")
@@ -89,18 +90,41 @@ def is_finished(folder: Path, cfg: Config) -> bool:
     return isinstance(record, dict) and record.get("steps") == cfg.total_steps
 
 
+def stopped(folder: Path) -> TrainingDiverged | None:
+    """The stop recorded in `folder/diverged.json` by `ensure_run` (a run the NaN, explosion or collapse guard
+    stopped), as the exception it raised; None for a run that was not stopped."""
+    path = folder / "diverged.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    return TrainingDiverged(int(record["step"]), str(record["message"]))
+
+
 def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
                eval_every: int | None = None) -> Path:
-    """Train `cfg` unless a finished run with the same config exists; resume an interrupted one."""
+    """Train `cfg` unless a finished run with the same config exists; resume an interrupted one. A run stopped
+    by a guard (TrainingDiverged) is recorded in `diverged.json` and raises the same error every later call,
+    without training again. A file lock (`<run>.lock`) lets parallel notebooks ask for the same run: the first
+    trains it, the others then reuse it."""
     folder = run_dir(cfg, runs_dir)
-    if is_finished(folder, cfg):
-        print(f"reusing finished run {folder}")
-        return folder
-    resume = (folder / "checkpoint.pt").is_file()
-    print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}")
-    result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
-    with atomic_write(folder / "done.json", "w") as handle:
-        json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_finished(folder, cfg):
+            print(f"reusing finished run {folder}")
+            return folder
+        if (error := stopped(folder)) is not None:
+            raise error
+        resume = (folder / "checkpoint.pt").is_file()
+        print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}")
+        try:
+            result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
+        except TrainingDiverged as err:
+            with atomic_write(folder / "diverged.json", "w") as handle:
+                json.dump({"step": err.step, "message": str(err).split(": ", 1)[-1]}, handle, indent=1)
+            raise
+        with atomic_write(folder / "done.json", "w") as handle:
+            json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
     return folder
 
 

@@ -5,8 +5,8 @@
                               stored points); executed notebooks in outputs/notebooks/, figures in figures/
     run --profile full        `make reproduce`: every method and every sweep point of `FULL_SWEEPS` with seeds
                               0, 1, 2, trained in parallel, evaluated, then every notebook; cached and resumable
-                              (an interrupted profile only does what is left). --trained-only evaluates what is
-                              trained and trains nothing
+                              (an interrupted profile only does what is left). --trained-only evaluates the
+                              sweep points that are trained and trains none
     prepare --profile smoke --out DIR
                               parameter-injected copies (not executed) for nbval: a few training steps each,
                               figures and runs written under DIR so the committed figures stay untouched
@@ -33,7 +33,7 @@ import torch
 from .ablations import INSTABILITY, point_config
 from .claims import METHODS, method_result
 from .config import Config
-from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir
+from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir, stopped
 
 NOTEBOOKS = (
     ("00_data_tour", "the data: embedded sequences/stills with exact GT, and the offline real sources"),
@@ -60,10 +60,20 @@ SWEEP_NOTEBOOKS = {"04_ablation_cycle": ("cycle", "coef"), "05_ablation_flow_sta
 # variance-covariance terms on the pooled embedding ("pooled only"); vc > 0 adds them on every flow level.
 FULL_SWEEPS = {
     "cycle": (0.0, 0.01, 0.03, 0.1, 0.3, 1.0),
-    "flow_start": (0.0, 1.0, 3.0, 6.0, 9.0),  # epochs of the 10-epoch tiny run
+    "flow_start": (0.0, 0.1, 0.3, 0.6, 0.9),  # fractions of the run: epochs 0, 1, 3, 6, 9 of the tiny run's 10
     "balance": (0.01, 0.03, 0.1, 0.3, 1.0),
-    "vc": (0.0, 0.1),
+    "vc": (0.0, None),  # None: the preset's value (tiny 0.1, paper 1.0)
 }
+
+
+def sweep_values(ablation: str, scale: str = "tiny") -> tuple[float, ...]:
+    """The full profile's values of `ablation` at `scale`: flow start epochs from the run's length, None as the
+    preset's value."""
+    preset = run_config(scale, "mc-jepa")
+    if ablation == "flow_start":
+        return tuple(round(f * preset.train.epochs, 6) for f in FULL_SWEEPS[ablation])
+    key = {"cycle": preset.loss.cycle, "balance": preset.loss.balance, "vc": preset.loss.vc}[ablation]
+    return tuple(key if v is None else v for v in FULL_SWEEPS[ablation])
 FULL_SEEDS = (0, 1, 2)
 # The order in which the full profile trains its runs: the claims' runs first, so that an interrupted profile
 # has measured the claims before the rest of Fig. 5. "instability" is the vc sweep in the instability setting
@@ -109,13 +119,13 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def sweep_points(profile: str) -> list[tuple[str, float, int, bool]]:
+def sweep_points(profile: str, scale: str = "tiny") -> list[tuple[str, float, int, bool]]:
     """(ablation, value, seed, instability) of every sweep point a profile runs, in `TRAINING_ORDER`, seeds
     innermost."""
     if check_profile(profile) != "full":
         return []
     return [("vc" if name == "instability" else name, value, seed, name == "instability") for name in TRAINING_ORDER
-            for value in FULL_SWEEPS["vc" if name == "instability" else name] for seed in FULL_SEEDS]
+            for value in sweep_values("vc" if name == "instability" else name, scale) for seed in FULL_SEEDS]
 
 
 def _point_config(ablation: str, value: float, seed: int, instability: bool, scale: str = "tiny",
@@ -133,7 +143,7 @@ def profile_runs(profile: str = "tiny", scale: str = "tiny", data_roots: dict | 
         raise ValueError(f"runs are trained ahead for the tiny and full profiles, got {profile!r}")
     configs = [run_config(scale, method, {}, seed=seed, data_roots=data_roots) for seed in seeds
                for method in ("mc-jepa", "m-jepa", "vicreg")]
-    return configs + [_point_config(*point, scale, data_roots) for point in sweep_points(profile)]
+    return configs + [_point_config(*point, scale, data_roots) for point in sweep_points(profile, scale)]
 
 
 def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[str, dict]:
@@ -155,7 +165,7 @@ def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = Fa
             continue
         if name in SWEEP_NOTEBOOKS and profile == "full":
             ablation, parameter = SWEEP_NOTEBOOKS[name]
-            for _, value, seed, instability in (p for p in sweep_points(profile) if p[0] == ablation):
+            for _, value, seed, instability in (p for p in sweep_points(profile, scale) if p[0] == ablation):
                 if trained_only and not _trained(_point_config(ablation, value, seed, instability, scale, data_roots)):
                     continue
                 extra = {"instability": True} if instability else {}
@@ -166,7 +176,9 @@ def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = Fa
 
 
 def _trained(cfg: Config) -> bool:
-    return is_finished(run_dir(cfg, resolve_dir(None, "runs")), cfg)
+    """Finished, or stopped by a guard (its point records the stop)."""
+    folder = run_dir(cfg, resolve_dir(None, "runs"))
+    return is_finished(folder, cfg) or stopped(folder) is not None
 
 
 def _evaluate_method(method: str, seed: int, scale: str, data_roots: dict | None) -> str:
@@ -185,9 +197,15 @@ def evaluate_methods(seeds, workers: int, scale: str = "tiny", data_roots: dict 
             print(f"evaluated {done.result()}", flush=True)
 
 
+def output_name(name: str, parameters: dict) -> str:
+    """File name of an executed notebook: its name and the point's parameters (not the paths, scale and roots
+    every job shares: a root path would put a '/' in the name)."""
+    shared = ("runs_dir", "figures_dir", "scale", "data_roots", *SMOKE)
+    return name + "".join(f"_{k}={v}" for k, v in parameters.items() if k not in shared) + ".ipynb"
+
+
 def _execute(name: str, parameters: dict, output_dir: Path) -> Path:
-    suffix = "".join(f"_{k}={v}" for k, v in parameters.items() if k not in ("runs_dir", "figures_dir", *SMOKE))
-    target = output_dir / f"{name}{suffix}.ipynb"
+    target = output_dir / output_name(name, parameters)
     execute_checked(str(notebook_path(name)), str(target), parameters=parameters,
                     cwd=str(notebook_path(name).parent), progress_bar=False)
     return target
@@ -252,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="training runs / notebooks at a time (default: one per core)")
     run.add_argument("--trained-only", action="store_true",
-                     help="train nothing: evaluate and draw the runs that are already trained")
+                     help="train no sweep point: evaluate and draw the points whose runs are trained (notebooks "
+                          "01-03 still train a missing seed-0 run)")
     run.add_argument("--scale", default="tiny", choices=["tiny", "paper"],
                      help="paper: the paper preset on the real datasets (GPUs), every notebook at scale='paper'")
     run.add_argument("--data-roots", type=Path, help="paper scale: a JSON file {dataset name: root folder}")
@@ -269,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([str(p) for p in prepare(args.profile, args.out)], indent=1))
         return 0
     began = time.time()
+    if args.data_roots and args.scale != "paper":
+        parser.error("--data-roots is for --scale paper (the tiny scale trains and evaluates on the embedded data)")
     roots = json.loads(args.data_roots.read_text()) if args.data_roots else None
     run_all(args.profile, args.only, workers=args.workers, trained_only=args.trained_only, scale=args.scale,
             data_roots=roots)

@@ -75,7 +75,7 @@ def test_point_names_are_exact_and_distinct(tmp_path):
     assert point_name(0.1) != point_name(0.1000001) and point_name(0.1, 2) == "0.1_seed2"
     assert float(point_name(0.30000000000000004).split("_")[0]) == 0.30000000000000004
     assert point_path("vc", 0, 1, tmp_path) == tmp_path / "ablations" / "vc" / "0.0_seed1.json"
-    assert point_name(0.0, 0, {"train.min_feature_std": 0.05}) == "0.0_seed0_min_feature_std=0.05"
+    assert point_name(0.0, 0, {"train.min_feature_std": 0.05}) == "0.0_seed0_train.min_feature_std=0.05"
     with pytest.raises(ValueError, match="seed"):
         point_name(0.1, 1.5)
 

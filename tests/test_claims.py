@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from mcjepa import claims as claims_module
-from mcjepa.ablations import base_config
+from mcjepa.ablations import EVAL_DATASETS, base_config
 from mcjepa.claims import (claims, claims_markdown, cycle_claim, method_result, result_path, save_claims, verdict,
                            welch)
 from mcjepa.experiments import config_hash, run_config, run_dir
@@ -88,6 +88,10 @@ def test_method_result_evaluates_once_and_reads_back(tmp_path, monkeypatch):
     assert fake.calls == [(("segmentation", "davis"), "embedded"), (("flow",), "embedded"), (("flow",), "motorcycle")]
     assert method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path) == result
     assert len(fake.calls) == 3  # cached
+    stale = dict(result, eval_datasets={**result["eval_datasets"], "flow": ["embedded"]})  # other datasets then
+    path.write_text(json.dumps(stale))
+    method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    assert len(fake.calls) == 6  # evaluated again
     vicreg = method_result("vicreg", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
     assert vicreg["flow"] == {} and "epe/embedded" not in vicreg
     with pytest.raises(ValueError, match="unknown method"):
@@ -108,7 +112,8 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
         for seed, epe in enumerate(epes):
             cfg = run_config("tiny", method, {}, seed=seed)
             data = {"format": 1, "config_hash": config_hash(cfg), "epe/embedded": epe, "epe/motorcycle": 4.0 + seed,
-                    "miou": 0.16 + 0.01 * seed, "jf": 0.45}
+                    "miou": 0.16 + 0.01 * seed, "jf": 0.45,
+                    "eval_datasets": {**EVAL_DATASETS["tiny"], "flow": ["embedded", "motorcycle"]}}
             result_path(method, seed, tmp_path).parent.mkdir(parents=True, exist_ok=True)
             result_path(method, seed, tmp_path).write_text(json.dumps(data))
     recipe = config_hash(base_config("tiny"))

@@ -66,6 +66,9 @@ def test_notebook_jobs_per_profile(tmp_path):
         check_profile("huge")
     roots = {"kitti2015": "/data/kitti"}
     paper = notebook_jobs("full", scale="paper", data_roots=roots)
+    from mcjepa.reproduce import output_name
+
+    assert output_name("04_ablation_cycle", paper[4][1]) == "04_ablation_cycle_coef=0.0_seed=0.ipynb"
     assert all(p["scale"] == "paper" and p["data_roots"] == roots for _, p in paper) and len(paper) == len(full)
     assert {c.model.encoder.dims for c in profile_runs("full", "paper", roots)} == {(96, 192, 384, 768)}
 
@@ -80,3 +83,35 @@ def test_train_motion_range_changes_training_pairs_only():
     assert fast["flow"].abs().max() > slow["flow"].abs().max()
     held_out = flow_dataset("embedded", fast_cfg, split="val")[0]["flow"]
     assert held_out.equal(flow_dataset("embedded", slow_cfg, split="val")[0]["flow"])
+
+
+def test_sweep_values_follow_the_preset_of_each_scale():
+    from mcjepa.reproduce import sweep_values
+
+    assert sweep_values("flow_start", "tiny") == (0.0, 1.0, 3.0, 6.0, 9.0)  # fractions of the 10-epoch run
+    assert sweep_values("flow_start", "paper") == (0.0, 10.0, 30.0, 60.0, 90.0)  # the paper's 10 of 100 included
+    assert sweep_values("vc", "tiny") == (0.0, 0.1) and sweep_values("vc", "paper") == (0.0, 1.0)
+    assert 0.1 in sweep_values("cycle", "paper") and 0.1 in sweep_values("balance", "tiny")
+
+
+def test_a_stopped_run_is_recorded_and_not_trained_again(tmp_path, monkeypatch):
+    from mcjepa import experiments
+    from mcjepa.experiments import ensure_run, stopped
+    from mcjepa.train.trainer import TrainingDiverged
+
+    calls = []
+
+    def collapsing(cfg, folder, **kwargs):
+        calls.append(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        raise TrainingDiverged(7, "feature std of flow level 1 is 0.04, below train.min_feature_std=0.05")
+
+    monkeypatch.setattr(experiments, "train", collapsing)
+    cfg = micro_config("m-jepa")
+    for _ in range(2):
+        with pytest.raises(TrainingDiverged, match=r"step 7: feature std of flow level 1 is 0.04"):
+            ensure_run(cfg, tmp_path)
+    assert len(calls) == 1  # the second call read diverged.json instead of training again
+    error = stopped(run_dir(cfg, tmp_path))
+    assert error.step == 7 and str(error).startswith("step 7: feature std")
+    assert stopped(tmp_path) is None

@@ -298,6 +298,7 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
     notebook's figure folder."""
     ablation = point["ablation"]
     folder = resolve_dir(figures_dir, "figures") / notebook
+    tag = point_name(0, 0, point.get("overrides")).split("_seed0", 1)[1]  # the recipe's overrides, if any
     _markdown(f"**This point** (`{ABLATIONS[ablation]}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
               + points_markdown([point]))
     if point.get("diverged"):
@@ -305,7 +306,7 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
     points = collect(ablation, figures_dir, recipe=point["recipe_hash"])
     _markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
               f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
-    _figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]), folder / f"{ablation}_points.png")
+    _figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]), folder / f"{ablation}_points{tag}.png")
     if ablation == "vc":
         name = Path(str(point.get("run_dir", ""))).name
         floor = (point.get("overrides") or {}).get("train.min_feature_std")
@@ -313,7 +314,7 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
                                                              f"feature std per flow level ({name})"),
                 folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}"
                          ".png")
-        _figure(plot_vc_stability(points), folder / "vc_stability.png")
+        _figure(plot_vc_stability(points), folder / f"vc_stability{tag}.png")
     return folder
 
 
@@ -342,9 +343,8 @@ def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder:
         for p in guarded:
             print(f"vc = {p['value']:g}, seed {p.get('seed', 0)}: "
                   + (f"STOPPED by the guard: {p['diverged_message']}" if p.get("diverged") else "not stopped"))
-        _figure(plot_vc_stability(guarded + [p for p in points["vc"] if p["value"] != 0],
-                                  title="instability setting: vc = 0 with the collapse guard vs vc on (no guard)"),
-                folder / "instability.png")
+        _figure(plot_vc_stability(guarded, title="instability setting (mcjepa.ablations.INSTABILITY, collapse guard "
+                                                 "on): lowest per-level feature std"), folder / "instability.png")
     return points
 
 
