@@ -7,6 +7,7 @@ mean ± std (error bar).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -247,7 +248,7 @@ def plot_claims(rows: Sequence[Mapping]) -> Figure:
     contradicted, grey otherwise)."""
     columns = 3
     lines = max(1, -(-len(rows) // columns))
-    fig = Figure(figsize=(4.6 * columns, 3.0 * lines), layout="constrained")
+    fig = Figure(figsize=(4.8 * columns, 3.3 * lines), layout="constrained")
     axes = np.atleast_1d(fig.subplots(lines, columns)).ravel()
     for ax, row in zip(axes, rows):
         factor = row.get("factor", 1.0)
@@ -266,7 +267,8 @@ def plot_claims(rows: Sequence[Mapping]) -> Figure:
         p = row.get("p")
         p_text = "" if p is None or not np.isfinite(p) else f", p = {p:.3f}"
         colour = next((c for key, c in VERDICT_COLOURS.items() if row["verdict"].startswith(key)), "0.35")
-        ax.set_title(f"{row['claim'][:4].strip()} {row['measure'].split(':')[0]}\n{row['verdict']}{p_text}",
+        title = textwrap.fill(f"{row['verdict']}{p_text}", 58)
+        ax.set_title(f"{row['claim'][:4].strip()} {textwrap.shorten(row['measure'].split(':')[0], 58)}\n{title}",
                      fontsize=8.5, color=colour)
     for ax in axes[len(rows):]:
         ax.axis("off")
