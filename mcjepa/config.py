@@ -311,53 +311,58 @@ def _tuple_of(key: str, value: tuple, kind: str, length: int | None = None, low:
         raise ValueError(f"{key} must be a tuple of {size}{rule}, got {value!r}")
 
 
+# the rules most knobs share: (check, what is valid)
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
+PROBABILITY = (lambda v: 0 <= v <= 1, "in [0, 1]")
+
 # Dotted name -> (predicate, valid range in words). Types are checked first, by `_check_type`.
 _RANGES: dict[str, tuple[Any, str]] = {
-    "model.encoder.stem_dim": (lambda v: v >= 1, ">= 1"),
+    "model.encoder.stem_dim": AT_LEAST_ONE,
     "model.encoder.drop_path": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "model.encoder.layer_scale_init": (lambda v: v >= 0, ">= 0"),
+    "model.encoder.layer_scale_init": NON_NEGATIVE,
     "model.flow.radius": (lambda v: v >= 1, ">= 1 (the cost volume has (2r+1)^2 channels)"),
-    "model.flow.filter_factor": (lambda v: v >= 1, ">= 1"),
-    "model.flow.projection_dim": (lambda v: v >= 1, ">= 1"),
+    "model.flow.filter_factor": AT_LEAST_ONE,
+    "model.flow.projection_dim": AT_LEAST_ONE,
     "model.flow.flow_clip": (lambda v: v > 0, "> 0"),
     "loss.smooth_order": (lambda v: v in (1, 2), "1 or 2"),
-    "loss.vc_max_positions": (lambda v: v >= 1, ">= 1"),
-    "data.embedded_pairs": (lambda v: v >= 1, ">= 1"),
-    "data.embedded_max_translation": (lambda v: v >= 0, ">= 0"),
+    "loss.vc_max_positions": AT_LEAST_ONE,
+    "data.embedded_pairs": AT_LEAST_ONE,
+    "data.embedded_max_translation": NON_NEGATIVE,
     "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
-    "loss.census_radius": (lambda v: v >= 1, ">= 1"),
-    "data.seed": (lambda v: v >= 0, ">= 0"),
-    "data.image_seed_offset": (lambda v: v >= 0, ">= 0"),
-    "data.flow_hflip_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "data.flow_jitter_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "loss.census_radius": AT_LEAST_ONE,
+    "data.seed": NON_NEGATIVE,
+    "data.image_seed_offset": NON_NEGATIVE,
+    "data.flow_hflip_p": PROBABILITY,
+    "data.flow_jitter_p": PROBABILITY,
     "data.view_augment": (lambda v: v in ("auto", "tiny", "paper"), "'auto', 'tiny' or 'paper'"),
-    "train.flow_augment_seed_offset": (lambda v: v >= 0, ">= 0"),
-    "train.views_seed_offset": (lambda v: v >= 0, ">= 0"),
-    "train.epochs": (lambda v: v >= 1, ">= 1"),
-    "train.steps_per_epoch": (lambda v: v >= 1, ">= 1"),
-    "train.flow_start_epoch": (lambda v: v >= 0, ">= 0"),
-    "train.warmup_epochs": (lambda v: v >= 0, ">= 0"),
-    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.flow_augment_seed_offset": NON_NEGATIVE,
+    "train.views_seed_offset": NON_NEGATIVE,
+    "train.epochs": AT_LEAST_ONE,
+    "train.steps_per_epoch": AT_LEAST_ONE,
+    "train.flow_start_epoch": NON_NEGATIVE,
+    "train.warmup_epochs": NON_NEGATIVE,
+    "train.batch_size": AT_LEAST_ONE,
     "train.image_batch_size": (lambda v: v >= 2, ">= 2 (VICReg's variance and BatchNorm need two images)"),
-    "train.lr_encoder": (lambda v: v >= 0, ">= 0"),
-    "train.lr_flow": (lambda v: v >= 0, ">= 0"),
-    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
-    "train.min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "train.lr_encoder": NON_NEGATIVE,
+    "train.lr_flow": NON_NEGATIVE,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.min_lr_ratio": PROBABILITY,
     "train.grad_clip": (lambda v: v > 0, "> 0 (inf: no clipping)"),
     "train.amp": (lambda v: v in ("bf16", "none"), "'bf16' or 'none'"),
     "train.device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:") and v[5:].isdigit(),
                      "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
-    "train.num_workers": (lambda v: v >= 0, ">= 0"),
-    "train.seed": (lambda v: v >= 0, ">= 0"),
-    "train.log_every": (lambda v: v >= 1, ">= 1"),
-    "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.num_workers": NON_NEGATIVE,
+    "train.seed": NON_NEGATIVE,
+    "train.log_every": AT_LEAST_ONE,
+    "train.checkpoint_every": AT_LEAST_ONE,
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
-    "train.min_feature_std": (lambda v: v >= 0, ">= 0"),
+    "train.min_feature_std": NON_NEGATIVE,
 }
 _NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
                       "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
                       "occlusion_alpha2", "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
-_RANGES.update({f"loss.{name}": (lambda v: v >= 0, ">= 0") for name in _NON_NEGATIVE_LOSS})
+_RANGES.update({f"loss.{name}": NON_NEGATIVE for name in _NON_NEGATIVE_LOSS})
 
 
 def _check_tuples(cfg: Config) -> None:
