@@ -156,9 +156,14 @@ def ensure_runs(configs: list[Config], runs_dir: str | Path | None = None, worke
     every `report_every` seconds. Returns {run folder name: folder, or the exception that stopped it (e.g. a
     diverged run, which the notebooks then record)}."""
     unique = {run_dir(cfg, runs_dir).name: cfg for cfg in configs}
-    todo = {name: cfg for name, cfg in unique.items() if not is_finished(run_dir(cfg, runs_dir), cfg)}
-    results: dict[str, Path | Exception] = {name: run_dir(cfg, runs_dir) for name, cfg in unique.items()
-                                            if name not in todo}
+    results: dict[str, Path | Exception] = {}
+    for name, cfg in unique.items():
+        folder = run_dir(cfg, runs_dir)
+        if is_finished(folder, cfg):
+            results[name] = folder
+        elif (error := stopped(folder)) is not None:  # a guard stopped it before: recorded, not retrained
+            results[name] = error
+    todo = {name: cfg for name, cfg in unique.items() if name not in results}
     if not todo:
         return results
     workers = max(1, min(workers, len(todo)))
@@ -169,7 +174,7 @@ def ensure_runs(configs: list[Config], runs_dir: str | Path | None = None, worke
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending = {pool.submit(_train_in_worker, cfg, str(resolve_dir(runs_dir, "runs")), eval_every, threads): name
-                   for name, cfg in sorted(todo.items(), key=lambda item: -item[1].total_steps)}
+                   for name, cfg in sorted(todo.items(), key=lambda item: -item[1].total_steps)}  # stable: given order
         while pending:
             done, _ = futures.wait(pending, timeout=report_every, return_when=futures.FIRST_COMPLETED)
             for future in done:

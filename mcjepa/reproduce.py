@@ -34,6 +34,7 @@ from .ablations import INSTABILITY, point_config
 from .claims import METHODS, method_result
 from .config import Config
 from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir, stopped
+from .train.trainer import TrainingDiverged
 
 NOTEBOOKS = (
     ("00_data_tour", "the data: embedded sequences/stills with exact GT, and the offline real sources"),
@@ -226,7 +227,11 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     began = time.time()
     if profile in ("tiny", "full") and not only and not trained_only:
-        ensure_runs(profile_runs(profile, scale, data_roots), workers=workers, eval_every=EVAL_EVERY)
+        results = ensure_runs(profile_runs(profile, scale, data_roots), workers=workers, eval_every=EVAL_EVERY)
+        failed = {name: error for name, error in results.items()
+                  if isinstance(error, Exception) and not isinstance(error, TrainingDiverged)}
+        if failed:  # a guard's stop is a result (the notebooks record it); anything else is a broken profile
+            raise RuntimeError("training failed: " + "; ".join(f"{n}: {e!r}" for n, e in sorted(failed.items())))
     if profile == "full" and (not only or "08_ablation_plots" in only):  # the claims read these evaluations
         evaluate_methods(FULL_SEEDS, workers, scale, data_roots)
     jobs = [(name, p) for name, p in notebook_jobs(profile, output_dir, trained_only, scale, data_roots)

@@ -38,7 +38,10 @@ class TrainingDiverged(RuntimeError):
 
     def __init__(self, step: int, message: str):
         super().__init__(f"step {step}: {message}")
-        self.step = step
+        self.step, self.message = step, message
+
+    def __reduce__(self):  # pickled by (step, message), so a stop crosses process pools (mcjepa.experiments)
+        return type(self), (self.step, self.message)
 
 
 class StepBatches:
