@@ -2,6 +2,7 @@
 the train-only motion range of the embedded data leaves the held-out pairs unchanged."""
 
 import json
+import pickle
 
 import pytest
 
@@ -115,3 +116,23 @@ def test_a_stopped_run_is_recorded_and_not_trained_again(tmp_path, monkeypatch):
     error = stopped(run_dir(cfg, tmp_path))
     assert error.step == 7 and str(error).startswith("step 7: feature std")
     assert stopped(tmp_path) is None
+    # A pool of workers gets the recorded stop back without starting a worker (the monkeypatch above does not
+    # reach spawned workers, so a started one would train for real), and the stop survives pickling, which is
+    # how a stop raised inside a worker crosses back (it used to break the whole pool).
+    results = ensure_runs([cfg], tmp_path, workers=2)
+    assert isinstance(results[run_dir(cfg, tmp_path).name], TrainingDiverged) and len(calls) == 1
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is TrainingDiverged and again.step == 7 and str(again) == str(error)
+
+
+def test_full_profile_stops_when_a_run_fails_but_not_when_a_guard_stops_it(tmp_path, monkeypatch):
+    from mcjepa import reproduce
+    from mcjepa.train.trainer import TrainingDiverged
+
+    outcomes = {"a": tmp_path, "b": TrainingDiverged(3, "loss is NaN")}
+    monkeypatch.setattr(reproduce, "ensure_runs", lambda *args, **kwargs: dict(outcomes))
+    monkeypatch.setattr(reproduce, "notebook_jobs", lambda *args, **kwargs: [])
+    assert reproduce.run_all("tiny", output_dir=tmp_path / "out") == []  # a guard's stop is a result
+    outcomes["c"] = ValueError("worker crashed")
+    with pytest.raises(RuntimeError, match=r"training failed: c: ValueError\('worker crashed'\)"):
+        reproduce.run_all("tiny", output_dir=tmp_path / "out")
