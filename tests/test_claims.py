@@ -148,3 +148,18 @@ def test_instability_row_counts_the_guard_stops(tmp_path):
     few = instability_row(off[:3] + on[:1], 0.1)
     assert few["p"] == pytest.approx(0.25) and few["verdict"].startswith("not shown (collapse in 3 of 3 runs")
     assert instability_row(off, 0.1)["verdict"].startswith("no verdict")
+
+
+def test_the_committed_claims_table_is_backed_by_committed_evaluations(tmp_path):
+    """`make demo` trains seed 0 only and redraws the claims table: the stored evaluations of seeds 1 and 2 must
+    be in the repository and match today's configs, or the demo would rewrite the committed table with n = 1
+    (they were once ignored by git as `runs/`)."""
+    from mcjepa.claims import METHODS
+    from mcjepa.reproduce import FULL_SEEDS
+
+    for method in METHODS:
+        for seed in FULL_SEEDS:
+            assert result_path(method, seed).is_file(), f"{result_path(method, seed)} is not in the repository"
+            stored = method_result(method, seed, runs_dir=tmp_path, train=False)  # no run here: the stored file
+            assert stored is not None, f"{method} seed {seed}: stored evaluation does not match the current config"
+            assert stored["seed"] == seed and stored["miou"] is not None
