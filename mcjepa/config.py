@@ -46,6 +46,8 @@ class FlowHeadConfig:
     feature_norm: str = "none"  # "none" | "l2" | "center": normalisation before the cost volume (ablated)
     layer_norm: bool = True
     flow_clip: float = 128.0
+    upsample: str = "bilinear"  # finest flow to the image: "bilinear" (the paper) | "convex" (RAFT's learned
+    # upsampling: per image pixel a softmax over the 3x3 coarse neighbours, weights predicted from the features)
 
 
 @dataclass
@@ -79,11 +81,18 @@ class LossConfig:
     level_weights: tuple[float, ...] = ()  # per-level multipliers, coarse to fine; () = all ones
     rec_coarse_weights: tuple[float, ...] = ()  # reconstruction loss of the coarser flow levels (ARFlow's
     # multi-scale photometric loss), coarse to fine, one per level but the finest; () = finest level only
+    smooth_level: str = "image"  # where the smoothness term reads the flow: "image" (the finest flow upsampled to
+    # the image, ARFlow) | "flow" (the finest flow level itself, against the image area-resized to it: UFlow)
+    occlusion_method: str = "fb"  # "fb": UnFlow's forward-backward check (the paper) | "range": Wang et al.'s
+    # range map (pixels of frame 1 that the backward flow of frame 2 lands on less than occlusion_range_threshold)
     occlusion_alpha1: float = 0.01  # UnFlow forward-backward check
     occlusion_alpha2: float = 0.5
+    occlusion_range_threshold: float = 0.2  # ARFlow's value for the range map
+    occlusion_max_fraction: float = 0.5  # our guard: at most this share of each image is masked (the most
+    # inconsistent pixels); without it a poor flow can mask every pixel and the photometric loss vanishes
     use_occlusion: bool = True
-    occlusion_start_epoch: float = 1.0  # our choice: mask occlusions only once the flow is roughly right;
-    # from step 0, inconsistent random flows mark everything occluded and the masked losses vanish
+    occlusion_start_epoch: float = 1.0  # epochs after the flow starts (train.flow_start_epoch for MC-JEPA, 0
+    # otherwise); our choice: mask occlusions only once the flow is roughly right
     vicreg_sim: float = 25.0
     vicreg_std: float = 25.0
     vicreg_cov: float = 1.0
@@ -137,6 +146,8 @@ class TrainConfig:
     max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
     min_feature_std: float = 0.0  # collapse guard: stop when a level's feature std falls below it once the flow
     # losses are on (0 = off); see TrainingDiverged
+    max_occluded_fraction: float = 0.99  # guard: stop when the occlusion mask covers more than this share of the
+    # pixels, which leaves the photometric loss (and the flow) without signal (1 = off)
     flow_augment_seed_offset: int = 1  # step s augments the pairs with step_seed(seed + this, s)
     views_seed_offset: int = 2  # step s draws the VICReg views with step_seed(seed + this, s)
 
@@ -358,10 +369,16 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "train.checkpoint_every": AT_LEAST_ONE,
     "train.max_feature_norm": (lambda v: v > 0, "> 0"),
     "train.min_feature_std": NON_NEGATIVE,
+    "train.max_occluded_fraction": PROBABILITY,
+    "model.flow.upsample": (lambda v: v in ("bilinear", "convex"), "'bilinear' or 'convex'"),
+    "loss.smooth_level": (lambda v: v in ("image", "flow"), "'image' or 'flow'"),
+    "loss.occlusion_method": (lambda v: v in ("fb", "range"), "'fb' or 'range'"),
+    "loss.occlusion_max_fraction": PROBABILITY,
 }
 _NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
                       "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
-                      "occlusion_alpha2", "occlusion_start_epoch", "vicreg_sim", "vicreg_std", "vicreg_cov", "balance")
+                      "occlusion_alpha2", "occlusion_range_threshold", "occlusion_start_epoch", "vicreg_sim",
+                      "vicreg_std", "vicreg_cov", "balance")
 _RANGES.update({f"loss.{name}": NON_NEGATIVE for name in _NON_NEGATIVE_LOSS})
 
 

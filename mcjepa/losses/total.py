@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ..config import LossConfig
 from ..models.mcjepa import FlowOutput
 from ..models.warp import resize_flow, warp
-from .occlusion import forward_backward_occlusion
+from .occlusion import occlusion_mask
 from .photometric import reconstruction_loss
 from .regression import cycle_consistency_loss, feature_regression_loss
 from .smoothness import smoothness_loss
@@ -20,8 +20,8 @@ def _visible(flow_a: torch.Tensor, flow_b: torch.Tensor, cfg: LossConfig, occlus
     if not (cfg.use_occlusion and occlusion):
         return None
     with torch.no_grad():
-        return 1.0 - forward_backward_occlusion(flow_a.detach(), flow_b.detach(), cfg.occlusion_alpha1,
-                                                cfg.occlusion_alpha2)
+        return 1.0 - occlusion_mask(flow_a.detach(), flow_b.detach(), cfg.occlusion_method, cfg.occlusion_alpha1,
+                                    cfg.occlusion_alpha2, cfg.occlusion_range_threshold, cfg.occlusion_max_fraction)
 
 
 def reconstruction_both_ways(frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor,
@@ -57,6 +57,22 @@ def coarse_reconstruction(out: FlowOutput, frame1: torch.Tensor, frame2: torch.T
     return total
 
 
+def smoothness_both_ways(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
+                         cfg: LossConfig) -> torch.Tensor:
+    """L_smooth(f_fw / s, I1) + L_smooth(f_bw / s, I2), s = min(h, w) of the flow read (ARFlow's normalisation).
+
+    `cfg.smooth_level` "image": the flows upsampled to the frames (B, 2, H, W); "flow": the finest flow level
+    (B, 2, h, w) against the frames area-resized to (h, w), as UFlow (its default: level 2, stride 4)."""
+    if cfg.smooth_level == "flow":
+        flows = out.flows_fw[-1], out.flows_bw[-1]
+        images = [F.interpolate(f, size=flows[0].shape[-2:], mode="area") for f in (frame1, frame2)]
+    else:
+        flows, images = (out.flow_fw, out.flow_bw), (frame1, frame2)
+    scale = min(flows[0].shape[-2:])
+    return sum(smoothness_loss(flow / scale, image, cfg.smooth_alpha, cfg.smooth_order)
+               for flow, image in zip(flows, images))
+
+
 def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
               cfg: LossConfig, occlusion: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_flow = w_rec (L_rec + sum_l c_l L_rec^l) + w_smooth L_smooth + sum_l a_l (w_reg L_reg^l + w_cycle L_cycle^l
@@ -87,9 +103,7 @@ def flow_loss(out: FlowOutput, frame1: torch.Tensor, frame2: torch.Tensor,
     rec, visible1 = reconstruction_both_ways(frame1, frame2, out.flow_fw, out.flow_bw, cfg, occlusion)
     if cfg.rec_coarse_weights:
         rec = rec + coarse_reconstruction(out, frame1, frame2, cfg, occlusion)
-    scale = min(frame1.shape[-2:])
-    smooth = (smoothness_loss(out.flow_fw / scale, frame1, cfg.smooth_alpha, cfg.smooth_order) +
-              smoothness_loss(out.flow_bw / scale, frame2, cfg.smooth_alpha, cfg.smooth_order))
+    smooth = smoothness_both_ways(out, frame1, frame2, cfg)
 
     total = (cfg.reconstruction * rec + cfg.smoothness * smooth + cfg.regression * reg + cfg.cycle * cyc +
              cfg.vc * vc)

@@ -12,6 +12,7 @@ from ..config import ModelConfig
 from .convnext import ConvNeXtPyramid
 from .expander import expander
 from .flow_head import FlowHead
+from .upsample import ConvexUpsampler
 from .warp import resize_flow
 
 
@@ -42,6 +43,9 @@ class MCJEPA(nn.Module):
         self.flow_levels = [by_stride[s] for s in cfg.flow.strides]  # indices into the pyramid, coarse to fine
         self.flow_head = FlowHead(cfg.flow, tuple(self.encoder.channels[i] for i in self.flow_levels))
         self.expander = expander(cfg.encoder.dims[-1], cfg.expander)
+        finest = self.flow_levels[-1]
+        self.upsampler = (ConvexUpsampler(self.encoder.channels[finest], self.encoder.strides[finest])
+                          if cfg.flow.upsample == "convex" else None)
 
     @property
     def stride(self) -> int:
@@ -62,12 +66,23 @@ class MCJEPA(nn.Module):
         target = [torch.cat([f[1], f[0]]) for f in first]  # [X2; X1]
         result = self.flow_head(source, target, return_costs=return_costs)
         flows, costs = result if return_costs else (result, None)
-        full = resize_flow(flows[-1], tuple(frame1.shape[-2:]))
+        full = self.upsample(source[-1], flows[-1], tuple(frame1.shape[-2:]))
         return FlowOutput(
             features1=[f[0] for f in first], features2=[f[1] for f in first],
             flows_fw=[f[:batch] for f in flows], flows_bw=[f[batch:] for f in flows],
             flow_fw=full[:batch], flow_bw=full[batch:],
             costs_fw=[c[:batch] for c in costs] if costs is not None else None)
+
+    def upsample(self, features: torch.Tensor, flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The finest flow (B, 2, h, w) to the image size (H, W), in px of (H, W): bilinear, or convex from the
+        finest source features (B, C, h, w) (`model.flow.upsample`)."""
+        if self.upsampler is None:
+            return resize_flow(flow, size)
+        up = self.upsampler(features, flow)
+        if up.shape[-2:] != tuple(size):
+            raise ValueError(f"convex upsampling gives {tuple(up.shape[-2:])}, not the image size {tuple(size)}: "
+                             f"the input must be a multiple of the model stride {self.stride}")
+        return up
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B,3,H,W) -> (expander output (B, D), pyramid levels finest first). Any size: the paper's 224x224 views

@@ -23,6 +23,7 @@ from ..data.augment import FlowAugment, VICRegAugConfig, VICRegViews, step_seed
 from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mix, image_dataset, parse_mix
 from ..eval.flow_metrics import evaluate_flow_dataset
 from ..eval.runners import flow_fn
+from ..losses.occlusion import occlusion_mask
 from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
@@ -126,6 +127,13 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, cfg: Config) -> Non
     if norm is not None and norm.item() > cfg.train.max_feature_norm:
         raise TrainingDiverged(step, f"mean feature norm {norm.item():.3g} exceeds train.max_feature_norm="
                                      f"{cfg.train.max_feature_norm}: the features are exploding; training stopped")
+    occluded = terms.get("flow/occluded_fraction")
+    if occluded is not None and occluded.item() > cfg.train.max_occluded_fraction:
+        raise TrainingDiverged(step, f"the occlusion mask covers {occluded.item():.1%} of the pixels, above "
+                                     f"train.max_occluded_fraction={cfg.train.max_occluded_fraction}: the photometric "
+                                     f"loss has almost no pixels left and the flow stops learning; bound the mask "
+                                     f"(loss.occlusion_max_fraction), start it later (loss.occlusion_start_epoch) or "
+                                     f"use loss.occlusion_method='range'; the last good checkpoint is kept")
     floor = cfg.train.min_feature_std
     stds = {k: v.item() for k, v in terms.items() if k.startswith("feat_std/")}
     if floor > 0 and stds and min(stds.values()) < floor:
@@ -142,6 +150,13 @@ def flow_enabled(cfg: Config, step: int) -> bool:
     if cfg.train.method == "m-jepa":
         return True
     return step / cfg.train.steps_per_epoch >= cfg.train.flow_start_epoch
+
+
+def occlusion_enabled(cfg: Config, step: int) -> bool:
+    """Occlusion masking from `loss.occlusion_start_epoch` epochs after the flow starts (`flow_enabled`), so
+    that the mask never meets a flow that has not trained yet, whatever `train.flow_start_epoch` is."""
+    flow_start = cfg.train.flow_start_epoch if cfg.train.method == "mc-jepa" else 0.0
+    return step / cfg.train.steps_per_epoch - flow_start >= cfg.loss.occlusion_start_epoch
 
 
 def streams_for_step(cfg: Config, step: int) -> tuple[bool, bool]:
@@ -263,6 +278,31 @@ def validation_epe(model: MCJEPA, pairs: Dataset, max_samples: int = VALIDATION_
     return float(result["epe"])
 
 
+@torch.no_grad()
+def validation_occlusion(model: MCJEPA, pairs: list[dict], cfg: Config) -> dict[str, float]:
+    """The training's occlusion mask (`loss.occlusion_*`) on held-out pairs against their true forward
+    occlusion: {"val/occ_fraction", "val/occ_true_fraction", "val/occ_precision", "val/occ_recall"} (fractions
+    of pixels; precision/recall of the masked pixels). Empty when the pairs have no "occlusion" or their size
+    is not a multiple of the model stride."""
+    if not pairs or "occlusion" not in pairs[0] or any(s % model.stride for s in pairs[0]["frame1"].shape[-2:]):
+        return {}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    frame1, frame2 = (torch.stack([p[k] for p in pairs]).to(device) for k in ("frame1", "frame2"))
+    out = model.forward_flow(frame1, frame2)
+    model.train(was_training)
+    loss = cfg.loss
+    masked = occlusion_mask(out.flow_fw, out.flow_bw, loss.occlusion_method, loss.occlusion_alpha1,
+                            loss.occlusion_alpha2, loss.occlusion_range_threshold,
+                            loss.occlusion_max_fraction).squeeze(1).bool()
+    truth = torch.stack([torch.as_tensor(p["occlusion"]) for p in pairs]).to(device).bool()
+    hits = (masked & truth).sum().item()
+    return {"val/occ_fraction": masked.float().mean().item(), "val/occ_true_fraction": truth.float().mean().item(),
+            "val/occ_precision": hits / max(masked.sum().item(), 1),
+            "val/occ_recall": hits / max(truth.sum().item(), 1)}
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
           stop_at: int | None = None, eval_every: int | None = None) -> TrainResult:
     """Train `cfg.train.method` for `cfg.total_steps` steps (or stop after `stop_at`), writing to `out_dir`:
@@ -306,7 +346,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             base = collate_images(stills, cfg.data.image_base, generator).to(device, non_blocking=True)
             views = views_fn(base, seed=step_seed(seed + cfg.train.views_seed_offset, step))
         with autocast(cfg, device):
-            loss, terms = objective(frames, views, step / cfg.train.steps_per_epoch >= cfg.loss.occlusion_start_epoch)
+            loss, terms = objective(frames, views, occlusion_enabled(cfg, step))
         _check_finite(terms, step, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -323,6 +363,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                     "seconds": time.time() - began}
             if val_pairs is not None and (done % eval_every == 0 or done == total):
                 last["val/epe"] = validation_epe(model, val_pairs)
+                last.update(validation_occlusion(model, val_pairs, cfg))
             log.write(last)
         if is_main() and (done % cfg.train.checkpoint_every == 0 or done == total):
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, done, cfg)
