@@ -12,7 +12,7 @@ One point = one MC-JEPA training run with one knob changed, evaluated, summarise
 A point file holds the settings (ablation, key, value, scale, epochs, steps_per_epoch, seed), `config_hash`
 (the run's full config), `recipe_hash` (the config with the ablated knob at the preset value and seed 0: the
 points of one sweep share it over values and seeds, and it equals the hash of the seed-0 base MC-JEPA run),
-`run_dir`, `eval_datasets`, the headline
+`run_dir` (the run's folder name under runs_dir, never a machine path), `eval_datasets`, the headline
 numbers `epe` (px; held-out embedded pairs at tiny scale, KITTI 2015 at paper scale), `fl` (%), `miou` (linear
 probe, FRACTION), `jf` (DAVIS-style J&F, FRACTION, only with davis=True), the full `flow` / `segmentation` /
 `davis` result dicts, and the training
@@ -263,7 +263,7 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
         "scale": scale, "epochs": cfg.train.epochs, "steps_per_epoch": cfg.train.steps_per_epoch,
         "seed": cfg.train.seed, "config_hash": cfg_hash,
         "recipe_hash": recipe_hash(scale, epochs, steps_per_epoch, data_roots, overrides), "overrides": overrides,
-        "run_dir": str(folder), "tasks": list(tasks), "eval_datasets": datasets,
+        "run_dir": folder.name, "tasks": list(tasks), "eval_datasets": datasets,
         "epe": flow.get("epe"), "fl": flow.get("fl"), "miou": seg.get("miou"), "jf": dav.get("JF_mean"),
         "flow": flow, "segmentation": seg, "davis": dav,
         "diverged": divergence is not None, "diverged_step": divergence_step,

@@ -59,8 +59,9 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
                   steps_per_epoch: int | None = None, runs_dir: str | Path | None = None,
                   figures_dir: str | Path | None = None, data_roots: Mapping[str, str] | None = None,
                   train: bool = True, progress: bool = False) -> dict | None:
-    """The stored evaluation of one method run (`result_path`): {"method", "seed", "config_hash", "run_dir",
-    "flow": {dataset: metrics}, "miou" (fraction), "jf" (fraction), "epe/<dataset>" (px), ...}.
+    """The stored evaluation of one method run (`result_path`): {"method", "seed", "config_hash", "run_dir"
+    (the run's folder name under runs_dir, never a machine path), "flow": {dataset: metrics}, "miou"
+    (fraction), "jf" (fraction), "epe/<dataset>" (px), ...}.
 
     Trains the run first when it is missing and `train` is True; with `train=False` a missing run gives None
     (notebook 08 reads what exists). Raises ValueError for an unknown method."""
@@ -88,7 +89,7 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
     flow = {name: evaluate_run(folder, tasks=("flow",), flow_dataset=name, roots=roots, progress=progress)["flow"]
             for name in flows}
     result = {"format": RESULT_FORMAT, "method": method, "seed": cfg.train.seed, "scale": scale,
-              "config_hash": cfg_hash, "eval_datasets": datasets, "run_dir": str(folder), "flow": flow,
+              "config_hash": cfg_hash, "eval_datasets": datasets, "run_dir": folder.name, "flow": flow,
               **{f"epe/{name}": metrics.get("epe") for name, metrics in flow.items()},
               "miou": results.get("segmentation", {}).get("miou"), "jf": results.get("davis", {}).get("JF_mean"),
               "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),

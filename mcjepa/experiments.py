@@ -3,6 +3,11 @@
 A run's folder is `runs_dir/<method>-<hash of its full config>`: a notebook asking for a finished run gets
 it back without training, one asking for an interrupted run resumes it, and a sweep re-run reuses every
 finished point. Results (JSON) and figures (PNG) go to `figures_dir`, by default the repository's figures/.
+
+Inside a Jupyter kernel (a notebook run by papermill) the notebook shows the training bar, but the terminal
+that started papermill shows only "Executing: n%": `ensure_run` then also writes a status line per run
+(`run_status`) every 30 s to the kernel's own stderr (`terminal_fd`), which reaches that terminal and not
+the notebook.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import fcntl
 import json
 import math
 import multiprocessing
+import os
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -100,12 +108,64 @@ def stopped(folder: Path) -> TrainingDiverged | None:
     return TrainingDiverged(int(record["step"]), str(record["message"]))
 
 
+def terminal_fd() -> int | None:
+    """The file descriptor of the terminal behind a Jupyter kernel, or None outside one.
+
+    ipykernel captures the kernel's stdout/stderr into the notebook (file descriptors 1 and 2 included); its
+    `sys.stderr.fileno()` is a copy of the stderr the kernel was started with, which is the terminal of
+    `papermill` / `jupyter` (and their log): what is written there does not go into the notebook."""
+    stream = sys.stderr
+    if not type(stream).__module__.startswith("ipykernel"):
+        return None
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+
+
+def terminal_line(text: str) -> None:
+    """Write `text` as one line to the terminal behind a Jupyter kernel (`terminal_fd`); nothing outside one
+    (there the training bar is already on the terminal)."""
+    fd = terminal_fd()
+    if fd is None:
+        return
+    start = "\r\x1b[K" if os.isatty(fd) else ""  # on a terminal: over papermill's "Executing" bar, not after it
+    try:
+        os.write(fd, f"{start}[mcjepa] {text}\n".encode(errors="replace"))
+    except OSError:
+        pass  # a closed or full log must not stop training
+
+
+class _StatusLines:
+    """While training: `run_status` of `folder` on the kernel's terminal every `every` seconds (a thread)."""
+
+    def __init__(self, folder: Path, cfg: Config, every: float):
+        self.folder, self.cfg, self.every = folder, cfg, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"status {folder.name}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            terminal_line(run_status(self.folder, self.cfg))
+
+    def __enter__(self):
+        if terminal_fd() is not None and self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool = True,
-               eval_every: int | None = None) -> Path:
+               eval_every: int | None = None, report_every: float = 30.0) -> Path:
     """Train `cfg` unless a finished run with the same config exists; resume an interrupted one. A run stopped
     by a guard (TrainingDiverged) is recorded in `diverged.json` and raises the same error every later call,
     without training again. A file lock (`<run>.lock`) lets parallel notebooks ask for the same run: the first
-    trains it, the others then reuse it."""
+    trains it, the others then reuse it. Inside a Jupyter kernel the terminal gets a line when training starts
+    and ends and a status line every `report_every` seconds (`terminal_line`; 0: none)."""
     folder = run_dir(cfg, runs_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(folder.name + ".lock"), "w") as lock:
@@ -117,12 +177,17 @@ def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool =
             raise error
         resume = (folder / "checkpoint.pt").is_file()
         print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}")
+        terminal_line(f"{'resuming' if resume else 'training'} {folder.name}: {cfg.total_steps} steps, a status "
+                      f"line every {report_every:g} s")
         try:
-            result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
+            with _StatusLines(folder, cfg, report_every):
+                result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
         except TrainingDiverged as err:
             with atomic_write(folder / "diverged.json", "w") as handle:
                 json.dump({"step": err.step, "message": str(err).split(": ", 1)[-1]}, handle, indent=1)
+            terminal_line(f"{folder.name}: stopped: {err}")
             raise
+        terminal_line(f"{folder.name}: finished {result.steps} steps in {result.seconds / 60:.1f} min")
         with atomic_write(folder / "done.json", "w") as handle:
             json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
     return folder

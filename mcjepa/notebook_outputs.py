@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .reproduce import NOTEBOOKS, SMOKE, notebook_path
+from .reproduce import NOTEBOOKS, SMOKE, kernel_config, notebook_path
 
 MARKER = "# NBVAL_CHECK_OUTPUT"
 TEXT_MIMES = ("text/plain", "text/markdown")
@@ -85,7 +85,7 @@ def refresh(name: str) -> int:
             source, target = Path(tmp) / f"{name}.ipynb", Path(tmp) / f"{name}.out.ipynb"
             nbformat.write(truncated, source)
             executed = papermill.execute_notebook(
-                str(source), str(target), cwd=str(path.parent), progress_bar=False,
+                str(source), str(target), cwd=str(path.parent), progress_bar=False, config=kernel_config(),
                 parameters={**SMOKE, "runs_dir": str(Path(tmp) / "runs"), "figures_dir": str(Path(tmp) / "figures")})
             by_id = {cell.get("id"): cell for cell in executed.cells}
             for count, i in enumerate(checked, start=1):

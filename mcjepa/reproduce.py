@@ -99,10 +99,28 @@ def notebook_parameters(path: Path) -> dict:
     return {name: info for name, info in papermill.inspect_notebook(str(path)).items()}
 
 
+def kernel_config():
+    """The traitlets config of the kernels the kit starts: CurveZMQ encryption between papermill and the kernel
+    where both sides support it (`KernelManager.transport_encryption = "auto"`).
+
+    ipykernel >= 7.4 warns "Kernel is running over TCP without encryption" at every start unless the manager
+    gave it Curve keys, and jupyter_client's default policy ("disabled") gives none; "auto" gives them when the
+    kernelspec declares `supported_encryption: curve` (ipykernel's does) and pyzmq has Curve. An older
+    jupyter_client without the setting gets an empty config (its kernels do not warn)."""
+    import zmq  # deferred, like papermill: the kernel machinery
+    from jupyter_client import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
 def execute_checked(path: str, target: str, parameters: dict | None = None, **options):
     """`papermill.execute_notebook`, but an unknown parameter is an error (papermill only warns and runs the
-    notebook's default). Parameters every profile injects (`SMOKE`, runs_dir, figures_dir) are dropped
-    where the notebook does not declare them. Raises ValueError naming the parameter and the valid ones."""
+    notebook's default), and the kernel connection is encrypted where possible (`kernel_config`). Parameters
+    every profile injects (`SMOKE`, runs_dir, figures_dir) are dropped where the notebook does not declare
+    them. Raises ValueError naming the parameter and the valid ones."""
     import papermill  # deferred: see notebook_parameters
 
     declared = notebook_parameters(Path(path))
@@ -111,6 +129,7 @@ def execute_checked(path: str, target: str, parameters: dict | None = None, **op
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise ValueError(f"{path}: unknown notebook parameter(s) {unknown}; valid: {sorted(declared)}")
+    options.setdefault("config", kernel_config())
     return papermill.execute_notebook(path, target, parameters=parameters, **options)
 
 

@@ -139,7 +139,7 @@ def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
     path = tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed0.json"
     assert path.is_file() and json.loads(path.read_text()) == point
     cfg = point_config("cycle", 0.2, **SMALL)
-    assert point["config_hash"] == config_hash(cfg) and point["run_dir"] == str(run_dir(cfg, tmp_path / "runs"))
+    assert point["config_hash"] == config_hash(cfg) and point["run_dir"] == run_dir(cfg, tmp_path / "runs").name
     assert point["recipe_hash"] == recipe_hash(**RECIPE) and point["overrides"] == {}
     assert point["feat_std_series"]["1"] == [[float(s), 0.5] for s in range(1, cfg.total_steps + 1)]
     assert (point["epe"], point["fl"], point["miou"], point["jf"]) == (2.0, 10.0, 0.5, None)

@@ -85,6 +85,7 @@ def test_method_result_evaluates_once_and_reads_back(tmp_path, monkeypatch):
     assert path == tmp_path / "claims" / "runs" / "mc-jepa_seed1.json" and json.loads(path.read_text()) == result
     assert result["config_hash"] == config_hash(run_config("tiny", "mc-jepa", {}, seed=1))
     assert (result["epe/embedded"], result["epe/motorcycle"], result["miou"], result["jf"]) == (1.5, 4.0, 0.16, 0.4)
+    assert result["run_dir"] == f"mc-jepa-{result['config_hash']}"  # the run's name, not the machine's path
     assert fake.calls == [(("segmentation", "davis"), "embedded"), (("flow",), "embedded"), (("flow",), "motorcycle")]
     assert method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path) == result
     assert len(fake.calls) == 3  # cached

@@ -222,7 +222,7 @@ def test_window_restriction_matters():
     fn = _onehot_feature_fn(2)
     local = label_propagation(fn, frames, masks[0], radius=2, topk=5)
     assert torch.equal(local, masks)
-    global_ = label_propagation(fn, frames, masks[0], radius=-1, topk=5)
+    global_ = label_propagation(fn, frames, masks[0], radius=w, topk=5)  # a window covering the whole frame
     assert not torch.equal(global_[1:], masks[1:])
     assert (global_[1:][masks[1:] > 0] == masks[1:][masks[1:] > 0]).float().mean() < 0.75
 

@@ -87,7 +87,7 @@ def untrained_run(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     with torch.random.fork_rng():  # the caller's global RNG is left as it was
         torch.manual_seed(cfg.train.seed)
         model = MCJEPA(cfg.model)
-    atomic_torch_save({"model": model.state_dict(), "step": 0, "config": to_dict(cfg)}, checkpoint)
+    atomic_torch_save({"model": model.state_dict(), "step": 0, "config": to_dict(cfg)}, checkpoint, checksum=True)
     with atomic_write(folder / "config.json", "w") as handle:
         json.dump(to_dict(cfg), handle, indent=2)
     return folder

@@ -66,6 +66,9 @@ def propagate_step(
 ) -> torch.Tensor:
     """One propagation step (module docstring equations).
 
+    Ranges (`check_propagation`): radius >= 0 (0: each target cell sees the same cell of each context frame),
+    topk >= 1 (1: the best source only, ties kept), temperature > 0.
+
     Args:
         context_feats: (n, C, h, w) L2-normalised features of the context frames.
         context_segs: (n, K, h, w) their (soft) labels.
@@ -73,6 +76,7 @@ def propagate_step(
     Returns:
         (K, h, w) soft labels of the target (each position sums to the context labels' sum, 1 for one-hots).
     """
+    check_propagation(radius=radius, topk=topk, temperature=temperature)
     n, c, h, w = context_feats.shape
     keys = rearrange(context_feats, "n c h w -> (n h w) c")
     labels = rearrange(context_segs, "n k h w -> k (n h w)")
@@ -92,6 +96,20 @@ def propagate_step(
         weights = weights / weights.sum(dim=0, keepdim=True)
         out[:, idx] = labels @ weights
     return rearrange(out, "k (h w) -> k h w", h=h, w=w)
+
+
+def check_propagation(n_last_frames: int = 0, radius: int = 0, topk: int = 1, temperature: float = 1.0,
+                      feature_batch_size: int = 1) -> None:
+    """Refuse a label-propagation parameter outside its range, naming it: n_last_frames >= 0 (0: the first
+    frame alone is the context), radius >= 0, topk >= 1, feature_batch_size >= 1 (whole numbers), and a
+    finite temperature > 0. Raises ValueError."""
+    for name, value, low in (("n_last_frames", n_last_frames, 0), ("radius", radius, 0), ("topk", topk, 1),
+                             ("feature_batch_size", feature_batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"label propagation: {name} must be a whole number >= {low}, got {value!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"label propagation: temperature must be a finite number > 0, got {temperature!r}")
 
 
 @torch.no_grad()
@@ -131,9 +149,12 @@ def label_propagation(
     Args:
         feature_fn: frames (B,3,H,W) -> features (B,C,h,w) (frozen).
         frames: (T,3,H,W); first_mask: (H,W) int64 ids (0 = background, 255 = void -> background).
+        n_last_frames, radius, topk, temperature, feature_batch_size: ranges in `check_propagation`.
     Returns:
         (T,H,W) int64 masks; frame 0 is `first_mask` with void set to 0.
+    Raises ValueError for a parameter outside its range or a first_mask of another size.
     """
+    check_propagation(n_last_frames, radius, topk, temperature, feature_batch_size)
     t_len, _, height, width = frames.shape
     first = torch.as_tensor(first_mask).long().clone()
     if first.shape != (height, width):
@@ -151,9 +172,9 @@ def label_propagation(
         ctx_f = torch.stack([feats[0]] + [f for f, _ in queue])
         ctx_s = torch.stack([seg0] + [s for _, s in queue])
         seg = propagate_step(ctx_f, ctx_s, feats[t], radius, topk, temperature)
-        if len(queue) == n_last_frames:
-            queue.pop(0)
-        if n_last_frames > 0:
+        if n_last_frames > 0:  # 0: the first frame alone is the context
+            if len(queue) == n_last_frames:
+                queue.pop(0)
             queue.append((feats[t], seg))
         up = F.interpolate(seg[None], size=(height, width), mode="bilinear", align_corners=False)[0]
         if normalize_channels:
@@ -211,7 +232,12 @@ def disk(radius: int) -> np.ndarray:
 
 
 def db_eval_boundary(pred_bin, gt_bin, bound_th: float = 0.008, void=None) -> float:
-    """F: boundary F-measure of one (H,W) binary prediction vs GT (module docstring). Void -> background."""
+    """F: boundary F-measure of one (H,W) binary prediction vs GT (module docstring). Void -> background.
+    bound_th: a fraction of the image diagonal in [0, 1), or pixels when >= 1 (0: boundaries must coincide);
+    ValueError when negative or not finite."""
+    if isinstance(bound_th, bool) or not isinstance(bound_th, (int, float)) or not (
+            math.isfinite(bound_th) and bound_th >= 0):
+        raise ValueError(f"db_eval_boundary: bound_th must be a finite number >= 0, got {bound_th!r}")
     p, g = _np_bool(pred_bin), _np_bool(gt_bin)
     if p.shape != g.shape or p.ndim != 2:
         raise ValueError(f"db_eval_boundary: want two (H,W) masks, got {p.shape} and {g.shape}")
@@ -286,6 +312,9 @@ def evaluate_davis_sequence(pred_masks, gt_masks, bound_th: float = 0.008) -> di
     return res
 
 
+_CHECKED = ("n_last_frames", "radius", "topk", "temperature", "feature_batch_size")
+
+
 def evaluate_davis(
     feature_fn: FeatureFn, dataset, progress: bool = True, return_masks: bool = False, max_sequences=None, **prop_kwargs
 ) -> dict:
@@ -296,6 +325,11 @@ def evaluate_davis(
     """
     from tqdm.auto import tqdm
 
+    if max_sequences is not None and (isinstance(max_sequences, bool) or not isinstance(max_sequences, int)
+                                      or max_sequences < 1):
+        raise ValueError(f"evaluate_davis: max_sequences must be None (all) or a whole number >= 1, "
+                         f"got {max_sequences!r}")
+    check_propagation(**{k: v for k, v in prop_kwargs.items() if k in _CHECKED})
     n = len(dataset) if max_sequences is None else min(len(dataset), max_sequences)
     per_sequence, all_j, all_f, masks_out = {}, [], [], {}
     for i in tqdm(range(n), desc="DAVIS", disable=not progress):

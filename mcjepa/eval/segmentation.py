@@ -127,6 +127,19 @@ def extract_features(feature_fn: FeatureFn, dataset, batch_size: int = 8, progre
     return feats, labels
 
 
+def check_probe(cfg: LinearProbeConfig, num_classes: int) -> None:
+    """Refuse a probe setting outside its range, naming it: num_classes >= 1, epochs >= 0 (0: the initial
+    head, evaluated untrained), batch_size and extract_batch_size >= 1 (whole numbers), finite lr and
+    weight_decay >= 0. Raises ValueError."""
+    for name, value, low in (("num_classes", num_classes, 1), ("epochs", cfg.epochs, 0),
+                             ("batch_size", cfg.batch_size, 1), ("extract_batch_size", cfg.extract_batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"linear probe: {name} must be a whole number >= {low}, got {value!r}")
+    for name, value in (("lr", cfg.lr), ("weight_decay", cfg.weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"linear probe: {name} must be a finite number >= 0, got {value!r}")
+
+
 def _channel_stats(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean/std (C,) over every position of every cached feature map."""
     flat = torch.cat([rearrange(f, "c h w -> (h w) c") for f in feats]).double()
@@ -188,6 +201,7 @@ def linear_probe_segmentation(
     from tqdm.auto import tqdm
 
     cfg = cfg or LinearProbeConfig()
+    check_probe(cfg, num_classes)
     device = torch.device(cfg.device)
     train_feats, train_labels = extract_features(
         feature_fn, train_dataset, cfg.extract_batch_size, cfg.progress, device

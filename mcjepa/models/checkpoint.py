@@ -11,16 +11,19 @@ from pathlib import Path
 import torch
 
 from ..config import from_dict
+from ..utils import verify_checksum
 from .mcjepa import MCJEPA
 
 
 def read_checkpoint(path: str | Path, require: tuple[str, ...] = ("model", "step", "config")) -> dict:
-    """Load and verify a checkpoint: a readable torch file (a truncated or corrupted one fails to unpickle),
-    a dict holding the `require`d keys (RESUME_KEYS to resume), an integer step >= 0.
-    Raises FileNotFoundError, or ValueError naming the file and what is wrong."""
+    """Load and verify a checkpoint: its bytes as written (the sha256 recorded beside it at save time,
+    `utils.verify_checksum`; a checkpoint without one loads with a warning), a readable torch file (a truncated
+    or corrupted one fails to unpickle), a dict holding the `require`d keys (RESUME_KEYS to resume), an integer
+    step >= 0. Raises FileNotFoundError, or ValueError naming the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    verify_checksum(path, "checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file: say which one

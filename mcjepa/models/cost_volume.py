@@ -51,10 +51,14 @@ def local_cost_volume(features1: torch.Tensor, features2: torch.Tensor, radius: 
     unfold-based versions were 4-8x slower; a banded row-by-row matmul was only 1.2x faster forward+backward at
     the tiny preset's stride-4 level, 16x32x24x32, r=3) and needs no (HW)^2 memory.
 
-    Args: features1, features2: (B, C, H, W). Returns: (B, (2r+1)^2, H, W).
+    Computed (forward and backward) in float32 at least: under bf16 autocast the features arrive in bfloat16,
+    whose backward would accumulate the (2r+1)^2 shifts' gradients with an 8-bit mantissa.
+
+    Args: features1, features2: (B, C, H, W), of any floating dtypes. Returns: (B, (2r+1)^2, H, W) in the wider
+    of the two dtypes.
     """
     if features1.shape != features2.shape:
         raise ValueError(f"cost volume needs equal shapes, got {tuple(features1.shape)} and {tuple(features2.shape)}")
-    if features1.dtype != features2.dtype:
-        features2 = features2.to(features1.dtype)
-    return _LocalCorrelation.apply(features1, features2, radius)
+    dtype = torch.promote_types(features1.dtype, features2.dtype)
+    work = torch.promote_types(dtype, torch.float32)
+    return _LocalCorrelation.apply(features1.to(work), features2.to(work), radius).to(dtype)

@@ -31,14 +31,15 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, model, optimizer, scheduler, step: int, cfg: Config) -> None:
-    """Write everything needed to resume bit-identically, atomically (temp file + rename).
+    """Write everything needed to resume bit-identically, atomically (temp file + rename), and its sha256
+    beside it (`<path>.sha256`, checked by `read_checkpoint`).
 
     A failed write (disk full: torch reports it as a RuntimeError) raises OSError naming `path`; the temporary
     file is removed and the previous checkpoint, if any, is intact."""
     try:
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scheduler": scheduler.state_dict(), "rng": rng_state(), "step": step,
-                           "config": to_dict(cfg)}, path)
+                           "config": to_dict(cfg)}, path, checksum=True)
     except (OSError, RuntimeError) as err:
         number = getattr(err, "errno", None) or errno.EIO
         raise OSError(number, f"cannot write the step-{step} checkpoint ({type(err).__name__}: "
