@@ -174,6 +174,18 @@ def wait_for_jobs(jobs: Mapping[str, Any], configs: Mapping[str, Config], runs_d
     folder, TrainingDiverged for a guard's stop, or the exception of a failed job}."""
     results: dict[str, Path | Exception] = {}
     pending, began, last_report = dict(jobs), time.time(), time.time()
+    try:
+        _wait(pending, results, configs, runs_dir, report_every, began, last_report)
+    except BaseException:  # interrupted: jobs of the local executor run here and would be orphans; a cluster's
+        for job in pending.values():  # jobs go on (run the command again to wait for them)
+            if submitit is not None and isinstance(job, submitit.LocalJob) and not job.done():
+                job.cancel()
+        raise
+    return results
+
+
+def _wait(pending: dict, results: dict, configs: Mapping[str, Config], runs_dir, report_every: float,
+          began: float, last_report: float) -> None:
     while pending:
         for name, job in list(pending.items()):
             if not job.done():
@@ -195,7 +207,6 @@ def wait_for_jobs(jobs: Mapping[str, Any], configs: Mapping[str, Config], runs_d
                       f"{run_status(run_dir(configs[name], runs_dir), configs[name])}", flush=True)
         if pending:
             time.sleep(min(1.0, report_every))
-    return results
 
 
 def ensure_runs_on_cluster(configs: list[Config], options: ClusterOptions, cluster: str = "slurm",
