@@ -13,6 +13,7 @@ from .data.registry import flow_eval_dataset
 from .eval.flow_metrics import evaluate_flow_dataset
 from .eval.runners import flow_fn
 from .models.checkpoint import load_model
+from .train.distributed import is_main, leave_process_group
 from .train.trainer import TrainingDiverged, train
 
 
@@ -22,9 +23,14 @@ def _train(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.set or [])
     try:
         result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, eval_every=args.eval_every)
+        main_process = is_main()
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    finally:
+        leave_process_group()
+    if not main_process:  # under torchrun rank 0 reports the run
+        return 0
     print(json.dumps({"out_dir": str(result.out_dir), "steps": result.steps, "seconds": round(result.seconds, 1),
                       "checkpoint": str(result.checkpoint), "last": result.last}, indent=1))
     return 0

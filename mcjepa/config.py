@@ -129,8 +129,8 @@ class TrainConfig:
     steps_per_epoch: int = 1000
     flow_start_epoch: float = 10.0  # SSL only before this epoch (MC-JEPA); Fig. 5-1
     warmup_epochs: float = 10.0
-    batch_size: int = 8  # frame pairs per step
-    image_batch_size: int = 384  # still images per step
+    batch_size: int = 8  # frame pairs per step, global: N processes take batch_size / N each
+    image_batch_size: int = 384  # still images per step, global (as batch_size)
     sampling: str = "combined"  # "combined": both batches every step | "alternate": one stream per step
     lr_encoder: float = 3e-4
     lr_flow: float = 1e-4

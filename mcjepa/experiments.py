@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import Config, apply_overrides, config_hash, preset
+from .train.distributed import is_main
 from .train.trainer import TrainingDiverged, train
 from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
 
@@ -176,21 +177,52 @@ def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool =
         if (error := stopped(folder)) is not None:
             raise error
         resume = (folder / "checkpoint.pt").is_file()
-        print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}")
         terminal_line(f"{'resuming' if resume else 'training'} {folder.name}: {cfg.total_steps} steps, a status "
                       f"line every {report_every:g} s")
         try:
             with _StatusLines(folder, cfg, report_every):
-                result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
+                train_recorded(cfg, folder, progress, eval_every)
         except TrainingDiverged as err:
-            with atomic_write(folder / "diverged.json", "w") as handle:
-                json.dump({"step": err.step, "message": str(err).split(": ", 1)[-1]}, handle, indent=1)
             terminal_line(f"{folder.name}: stopped: {err}")
             raise
-        terminal_line(f"{folder.name}: finished {result.steps} steps in {result.seconds / 60:.1f} min")
+        done = json.loads((folder / "done.json").read_text())
+        terminal_line(f"{folder.name}: finished {done['steps']} steps in {done['seconds'] / 60:.1f} min")
+    return folder
+
+
+def train_recorded(cfg: Config, folder: Path, progress: bool = True, eval_every: int | None = None) -> Path:
+    """Train `cfg` into `folder`, resuming from its checkpoint.pt if there is one, and record the outcome
+    (rank 0 of a multi-process run): done.json, or diverged.json before re-raising TrainingDiverged. Every
+    rank of a torchrun/submitit run calls it; `ensure_run` calls it under the run's lock."""
+    resume = (folder / "checkpoint.pt").is_file()
+    if is_main():
+        print(f"{'resuming' if resume else 'training'} {cfg.train.method} run {folder}", flush=True)
+    try:
+        result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
+    except TrainingDiverged as err:
+        if is_main():
+            with atomic_write(folder / "diverged.json", "w") as handle:
+                json.dump({"step": err.step, "message": err.message}, handle, indent=1)
+        raise
+    if is_main():
         with atomic_write(folder / "done.json", "w") as handle:
             json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
     return folder
+
+
+def recorded_results(configs: list[Config], runs_dir: str | Path | None = None
+                     ) -> tuple[dict[str, Path | Exception], dict[str, Config]]:
+    """(the recorded outcome of every finished or guard-stopped run, {folder name: config} of those left to
+    train), duplicates (same config hash) once."""
+    unique = {run_dir(cfg, runs_dir).name: cfg for cfg in configs}
+    results: dict[str, Path | Exception] = {}
+    for name, cfg in unique.items():
+        folder = run_dir(cfg, runs_dir)
+        if is_finished(folder, cfg):
+            results[name] = folder
+        elif (error := stopped(folder)) is not None:  # a guard stopped it before: recorded, not retrained
+            results[name] = error
+    return results, {name: cfg for name, cfg in unique.items() if name not in results}
 
 
 def _train_in_worker(cfg: Config, runs_dir: str, eval_every: int | None, threads: int) -> str:
@@ -220,15 +252,7 @@ def ensure_runs(configs: list[Config], runs_dir: str | Path | None = None, worke
     run on all of them: 5.0 vs 4.0 tiny steps/s on 2 cores, measured). Prints a status line per running run
     every `report_every` seconds. Returns {run folder name: folder, or the exception that stopped it (e.g. a
     diverged run, which the notebooks then record)}."""
-    unique = {run_dir(cfg, runs_dir).name: cfg for cfg in configs}
-    results: dict[str, Path | Exception] = {}
-    for name, cfg in unique.items():
-        folder = run_dir(cfg, runs_dir)
-        if is_finished(folder, cfg):
-            results[name] = folder
-        elif (error := stopped(folder)) is not None:  # a guard stopped it before: recorded, not retrained
-            results[name] = error
-    todo = {name: cfg for name, cfg in unique.items() if name not in results}
+    results, todo = recorded_results(configs, runs_dir)
     if not todo:
         return results
     workers = max(1, min(workers, len(todo)))

@@ -7,6 +7,9 @@
                               0, 1, 2, trained in parallel, evaluated, then every notebook; cached and resumable
                               (an interrupted profile only does what is left). --trained-only evaluates the
                               sweep points that are trained and trains none
+    run ... --launcher slurm  the runs as submitit jobs on Slurm (one per run, one task per GPU; options or
+                              --cluster-config YAML: mcjepa.cluster.ClusterOptions), waited for, then evaluated
+                              and the notebooks run here as with the default --launcher local
     prepare --profile smoke --out DIR
                               parameter-injected copies (not executed) for nbval: a few training steps each,
                               figures and runs written under DIR so the committed figures stay untouched
@@ -32,6 +35,7 @@ import torch
 
 from .ablations import INSTABILITY, point_config
 from .claims import METHODS, method_result
+from .cluster import LAUNCHERS, ClusterOptions, ensure_runs_on_cluster, load_options
 from .config import Config
 from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir, stopped
 from .train.trainer import TrainingDiverged
@@ -231,13 +235,34 @@ def _execute(name: str, parameters: dict, output_dir: Path) -> Path:
     return target
 
 
+def train_profile(profile: str, workers: int, scale: str = "tiny", data_roots: dict | None = None,
+                  launcher: str = "local", cluster: ClusterOptions | None = None) -> None:
+    """Train every missing run of a profile: `workers` local processes (`launcher="local"`) or one submitit job
+    per run (`LAUNCHERS`: "slurm", "submitit-local"; resources from `cluster`). A guard's stop is a result
+    (the notebooks record it); any other failure is a RuntimeError naming the runs."""
+    configs = profile_runs(profile, scale, data_roots)
+    if launcher == "local":
+        results = ensure_runs(configs, workers=workers, eval_every=EVAL_EVERY)
+    elif launcher in LAUNCHERS:
+        results = ensure_runs_on_cluster(configs, cluster or ClusterOptions(), LAUNCHERS[launcher],
+                                         eval_every=EVAL_EVERY)
+    else:
+        raise ValueError(f"unknown launcher {launcher!r}; use local or one of {sorted(LAUNCHERS)}")
+    failed = {name: error for name, error in results.items()
+              if isinstance(error, Exception) and not isinstance(error, TrainingDiverged)}
+    if failed:
+        raise RuntimeError("training failed: " + "; ".join(f"{n}: {e!r}" for n, e in sorted(failed.items())))
+
+
 def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Path | None = None,
             workers: int = 1, trained_only: bool = False, scale: str = "tiny",
-            data_roots: dict | None = None) -> list[Path]:
+            data_roots: dict | None = None, launcher: str = "local",
+            cluster: ClusterOptions | None = None) -> list[Path]:
     """Execute every notebook job of `profile` with papermill, `workers` at a time; returns the executed notebooks.
 
-    Tiny and full profiles first train `profile_runs` in parallel processes (`ensure_runs`, progress printed;
-    skipped with `trained_only` or `only`), and the full profile evaluates the method runs of the claims (when
+    Tiny and full profiles first train `profile_runs` (`train_profile`: in parallel local processes, or as
+    submitit jobs with `launcher` "slurm" / "submitit-local"; progress printed; skipped with `trained_only` or
+    `only`), and the full profile evaluates the method runs of the claims (when
     notebook 08 is among those run), so that the notebooks find them cached. The notebooks run `workers` at a
     time, each kernel on cpu_count // workers threads; the sweep notebooks (04-07) before 08, which collects
     them."""
@@ -246,11 +271,7 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     began = time.time()
     if profile in ("tiny", "full") and not only and not trained_only:
-        results = ensure_runs(profile_runs(profile, scale, data_roots), workers=workers, eval_every=EVAL_EVERY)
-        failed = {name: error for name, error in results.items()
-                  if isinstance(error, Exception) and not isinstance(error, TrainingDiverged)}
-        if failed:  # a guard's stop is a result (the notebooks record it); anything else is a broken profile
-            raise RuntimeError("training failed: " + "; ".join(f"{n}: {e!r}" for n, e in sorted(failed.items())))
+        train_profile(profile, workers, scale, data_roots, launcher, cluster)
     if profile == "full" and (not only or "08_ablation_plots" in only):  # the claims read these evaluations
         evaluate_methods(FULL_SEEDS, workers, scale, data_roots)
     jobs = [(name, p) for name, p in notebook_jobs(profile, output_dir, trained_only, scale, data_roots)
@@ -299,6 +320,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--scale", default="tiny", choices=["tiny", "paper"],
                      help="paper: the paper preset on the real datasets (GPUs), every notebook at scale='paper'")
     run.add_argument("--data-roots", type=Path, help="paper scale: a JSON file {dataset name: root folder}")
+    run.add_argument("--launcher", default="local", choices=["local", *LAUNCHERS],
+                     help="local: --workers processes here (default); slurm: one submitit job per run; "
+                          "submitit-local: the same jobs on this machine (submitit's local executor)")
+    jobs = run.add_argument_group("submitit jobs (--launcher slurm / submitit-local; README, 'Scaling out')")
+    jobs.add_argument("--cluster-config", type=Path, help="a YAML mapping of the options below (flags override)")
+    jobs.add_argument("--partition")
+    jobs.add_argument("--account")
+    jobs.add_argument("--qos")
+    jobs.add_argument("--nodes", type=int, help="nodes per run (default 1)")
+    jobs.add_argument("--gpus-per-node", type=int, help="GPUs per node, one task each (default 1)")
+    jobs.add_argument("--tasks-per-node", type=int, help="default: one per GPU (1 without GPUs)")
+    jobs.add_argument("--cpus-per-task", type=int, help="default 8")
+    jobs.add_argument("--mem-gb", type=int)
+    jobs.add_argument("--timeout-min", type=int, help="wall time of one job in minutes (default 1440); a "
+                                                      "timed-out or preempted job is requeued and resumes")
+    jobs.add_argument("--log-folder", help="submitit's pickles and logs (default: runs/submitit)")
     prep = sub.add_parser("prepare")
     prep.add_argument("--profile", default="smoke", choices=["tiny", "smoke"])
     prep.add_argument("--out", required=True, type=Path)
@@ -315,8 +352,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_roots and args.scale != "paper":
         parser.error("--data-roots is for --scale paper (the tiny scale trains and evaluates on the embedded data)")
     roots = json.loads(args.data_roots.read_text()) if args.data_roots else None
+    names = ("partition", "account", "qos", "nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb",
+             "timeout_min", "log_folder")
+    flags = {name: getattr(args, name) for name in names}
+    cluster = None
+    if args.launcher == "local":
+        if args.cluster_config or any(v is not None for v in flags.values()):
+            parser.error("--cluster-config and the job options are for --launcher slurm / submitit-local")
+    else:
+        cluster = load_options(args.cluster_config, flags)
     run_all(args.profile, args.only, workers=args.workers, trained_only=args.trained_only, scale=args.scale,
-            data_roots=roots)
+            data_roots=roots, launcher=args.launcher, cluster=cluster)
     figures = list_figures(project_root() / "figures")
     print(f"\nThe {args.profile} reproduction took {time.time() - began:.0f} s. Figures ({len(figures)}) in "
           f"{project_root() / 'figures'}:")

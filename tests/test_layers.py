@@ -20,7 +20,7 @@ LAYERS = (  # (rank, top-level names under mcjepa/)
     (3, ("eval",)),
     (4, ("train",)),
     (5, ("experiments",)),
-    (6, ("ablations",)),
+    (6, ("ablations", "cluster")),
     (7, ("claims",)),
     (8, ("viz",)),
     (9, ("reproduce", "session")),

@@ -4,11 +4,17 @@ Every step's randomness is a function of (seed, step): batch indices come from a
 crops and augmentations run on a forked RNG seeded by `step_seed(seed, step)`, and the global RNG (drop path)
 is saved in the checkpoint. So `--resume` continues bit-identically on the CPU, and a run can be stopped at
 any time and continued from its last checkpoint.
+
+Under torchrun (or a submitit job) the batch sizes of the config are global: each of the N ranks takes 1/N
+of every step's batch (`StepBatches`), draws its crops and augmentations from seeds of (seed, step * N + rank)
+(with N = 1 the single-process stream), and rank 0 logs the terms averaged over the ranks and writes the
+checkpoints. No learning rate is rescaled: the config's lr belongs to its global batch, whatever N is.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,8 @@ from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
 from .checkpoint import RESUME_KEYS, read_checkpoint, save_checkpoint, set_rng_state
-from .distributed import gather_batch, init_distributed, is_main
+from .distributed import (barrier, check_replicas, gather_batch, init_distributed, is_main, local_rank, mean_over_ranks,
+                          per_rank)
 from .metrics_log import MetricsLog, truncate_metrics
 from .schedule import build_optimizer
 
@@ -46,8 +53,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class StepBatches:
-    """Index lists for steps [start, end): the global batch of step s is a slice of the permutation of
-    epoch s // steps_per_pass (seeded by seed + epoch); each rank takes its own sub-slice."""
+    """Index lists for steps [start, end): the global batch of step s (`batch_size * world` samples) is a
+    slice of the permutation of epoch s // steps_per_pass (seeded by seed + epoch); rank r takes its r-th
+    sub-slice of `batch_size` samples, so the ranks' batches together are the global batch of one process."""
 
     def __init__(self, length: int, batch_size: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1):
         self.length, self.batch, self.seed = length, batch_size, seed
@@ -170,11 +178,12 @@ def streams_for_step(cfg: Config, step: int) -> tuple[bool, bool]:
 
 def setup_device(cfg: Config) -> tuple[torch.device, int, int]:
     """(device, rank, world size): `train.device` resolved, the process group joined under torchrun, and the
-    global RNGs seeded with train.seed + rank."""
+    global RNGs seeded with train.seed + rank. On CUDA each rank takes the GPU of its LOCAL_RANK (modulo the
+    visible GPUs: a submitit task may see only its own)."""
     device = resolve_device(cfg.train.device)
     rank, world = init_distributed(device.type)
     if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+        device = torch.device("cuda", local_rank() % torch.cuda.device_count())
         torch.cuda.set_device(device)
     seed_everything(cfg.train.seed + rank)
     return device, rank, world
@@ -209,20 +218,23 @@ def wrap_objective(model: MCJEPA, cfg: Config, device: torch.device, world: int)
 
 def data_streams(cfg: Config, start: int, total: int, rank: int, world: int) -> tuple:
     """(iterator of frame-pair sample lists, iterator of still sample lists) for steps [start, total); None for
-    a stream the method does not use. Each batch is a function of (seed, step) only (`StepBatches`)."""
+    a stream the method does not use. Each batch is a function of (seed, step, rank, world) only
+    (`StepBatches`): rank `rank`'s share of the global `train.batch_size` / `train.image_batch_size`.
+    A global batch that `world` does not divide is a ValueError naming the key."""
     data, train_cfg = cfg.data, cfg.train
 
-    def stream(dataset: Dataset, batch_size: int, seed: int):
-        batches = StepBatches(len(dataset), batch_size, seed, start, total, rank, world)
+    def stream(dataset: Dataset, batch_size: int, seed: int, name: str):
+        share = per_rank(batch_size, world, name)
+        batches = StepBatches(len(dataset), share, seed, start, total, rank, world)
         return iter(DataLoader(dataset, batch_sampler=batches, num_workers=train_cfg.num_workers, collate_fn=list,
                                persistent_workers=False, pin_memory=torch.cuda.is_available()))
 
     flow_iter = image_iter = None
     if train_cfg.method in ("m-jepa", "mc-jepa"):
-        flow_iter = stream(flow_mix(data, frames_only=True), train_cfg.batch_size, data.seed)
+        flow_iter = stream(flow_mix(data, frames_only=True), train_cfg.batch_size, data.seed, "train.batch_size")
     if train_cfg.method in ("vicreg", "mc-jepa"):
         image_iter = stream(image_dataset(data, images_only=True), train_cfg.image_batch_size,
-                            data.seed + data.image_seed_offset)
+                            data.seed + data.image_seed_offset, "train.image_batch_size")
     return flow_iter, image_iter
 
 
@@ -266,6 +278,26 @@ def held_out_pairs(cfg: Config) -> list[dict]:
     """The first `VALIDATION_PAIRS` validation pairs of the first flow dataset (rendered or read once)."""
     held_out = flow_dataset(parse_mix(cfg.data.flow_datasets[0])[0], cfg.data, split="val")
     return [held_out[i] for i in range(min(len(held_out), VALIDATION_PAIRS))]
+
+
+def announce(cfg: Config, device: torch.device, world: int) -> None:
+    """One line on stderr (rank 0, several processes only): the processes and the global batch."""
+    if world == 1 or not is_main():
+        return
+    batches = []
+    if cfg.train.method in ("m-jepa", "mc-jepa"):
+        batches.append(f"{cfg.train.batch_size} frame pairs ({cfg.train.batch_size // world} per rank)")
+    if cfg.train.method in ("vicreg", "mc-jepa"):
+        batches.append(f"{cfg.train.image_batch_size} stills ({cfg.train.image_batch_size // world} per rank)")
+    print(f"train {cfg.train.method}: {world} processes on {device.type}, global batch per step: "
+          f"{' + '.join(batches)}; lr_encoder {cfg.train.lr_encoder:g}, lr_flow {cfg.train.lr_flow:g} "
+          f"(not rescaled)", file=sys.stderr, flush=True)
+
+
+def draw_index(step: int, rank: int, world: int) -> int:
+    """The index of the per-step seeds (crops, augmentation) of `rank`: step * world + rank, distinct for every
+    (step, rank) and equal to `step` in a single process (whose random stream is then unchanged)."""
+    return step * world + rank
 
 
 @torch.no_grad()
@@ -322,6 +354,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     objective = wrap_objective(model, cfg, device, world)
     total = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
     flow_iter, image_iter = data_streams(cfg, start, total, rank, world)
+    announce(cfg, device, world)
     flow_augment, views_fn = augmenters(cfg.data)
     val_pairs = held_out_pairs(cfg) if eval_every and flow_iter is not None and is_main() else None
     log = open_run_folder(out_dir, cfg, resume, start)
@@ -332,7 +365,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     began, last, seed = time.time(), {}, cfg.train.seed
     model.train()
     for step in range(start, total):
-        generator = torch.Generator().manual_seed(step_seed(seed, step))
+        draw = draw_index(step, rank, world)
+        generator = torch.Generator().manual_seed(step_seed(seed, draw))
         video = next(flow_iter) if flow_iter is not None else None
         stills = next(image_iter) if image_iter is not None else None
         use_flow, use_ssl = streams_for_step(cfg, step)
@@ -340,13 +374,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         if use_flow:
             batch = collate_pairs(video, cfg.data.crop, generator)
             batch = flow_augment({"frame1": batch["frame1"], "frame2": batch["frame2"]},
-                                 seed=step_seed(seed + cfg.train.flow_augment_seed_offset, step))
+                                 seed=step_seed(seed + cfg.train.flow_augment_seed_offset, draw))
             frames = {k: batch[k].to(device, non_blocking=True) for k in ("frame1", "frame2")}
         if use_ssl:
             base = collate_images(stills, cfg.data.image_base, generator).to(device, non_blocking=True)
-            views = views_fn(base, seed=step_seed(seed + cfg.train.views_seed_offset, step))
+            views = views_fn(base, seed=step_seed(seed + cfg.train.views_seed_offset, draw))
         with autocast(cfg, device):
             loss, terms = objective(frames, views, occlusion_enabled(cfg, step))
+        terms = mean_over_ranks(terms)  # every rank then takes the same decision below
         _check_finite(terms, step, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -365,6 +400,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 last["val/epe"] = validation_epe(model, val_pairs)
                 last.update(validation_occlusion(model, val_pairs, cfg))
             log.write(last)
+        if done % cfg.train.checkpoint_every == 0 or done == total:
+            check_replicas(model)  # every rank: a collective
         if is_main() and (done % cfg.train.checkpoint_every == 0 or done == total):
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, done, cfg)
         if bar is not None:
@@ -372,5 +409,6 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             bar.set_postfix(loss=f"{terms['loss/total'].item():.3f}")
     if bar is not None:
         bar.close()
+    barrier()  # on return the last checkpoint is written, on every rank
     return TrainResult(out_dir=out_dir, steps=total, last=last, checkpoint=checkpoint_path,
                        seconds=time.time() - began, model=model)
