@@ -32,8 +32,9 @@ from ..models.mcjepa import MCJEPA
 from .davis import label_propagation
 from .flow_metrics import InputPadder
 
-__all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "any_size_flow_fn", "flow_predict_fn", "probe_predict_fn",
-           "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets", "video_dataset"]
+__all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "any_size_flow_fn", "flow_predict_fn",
+           "probe_predict_fn", "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets",
+           "video_dataset"]
 
 
 def pad_to_stride(images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
