@@ -12,6 +12,9 @@ the frames as given to the model, i.e. after `resize`), then two videos at the i
 
 Frames of any size go through the model padded to its stride and the flow cropped back (`any_size_flow_fn`).
 Every file is written under a temporary name and renamed when complete.
+
+Notebook 15 (fine-tuning on your own video) also calls `default_video` (the clip it uses when given none) and
+`compare_on_pairs` (flows and photometric/census errors of several models on the same held-out pairs).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,11 @@ from tqdm.auto import tqdm
 
 from .data.flow_datasets import image_to_tensor
 from .data.formats import read_flo, write_flo
+from .data.offline_sources import OPENCV_DOC_DATA
+from .data.synthetic_export import export_clip
+from .data.synthetic_scene import SceneConfig
 from .data.video import count_frames, frame_source, iter_frames, video_fps
+from .eval.photometric import photometric_errors, zero_flow
 from .eval.runners import any_size_flow_fn
 from .models.checkpoint import load_model
 from .train.trainer import resolve_device
@@ -170,3 +177,29 @@ def flow_on_frames(run: str | Path, inputs: str | Path | Sequence[str | Path], o
     with atomic_write(out / "summary.json", "w") as handle:
         json.dump(summary, handle, indent=1)
     return summary
+
+
+def default_video(clips_dir: str | Path, num_frames: int = 48) -> tuple[Path, str]:
+    """(path, what it is) of the clip notebook 15 fine-tunes on when given none: OpenCV's vtest.avi (pedestrians,
+    768x576, 795 frames) when Debian's opencv-doc package is installed, else a generated scene
+    (`export_clip`, 96x128, `num_frames` frames) written once to clips_dir/generated_clip.mp4."""
+    vtest = OPENCV_DOC_DATA / "vtest.avi"
+    if vtest.is_file():
+        return vtest, "OpenCV's sample video vtest.avi (from the opencv-doc package)"
+    path = Path(clips_dir) / f"generated_clip_{num_frames}.mp4"
+    if not path.is_file():
+        export_clip(path, num_frames=num_frames, cfg=SceneConfig(height=96, width=128))
+    return path, f"a generated clip ({num_frames} frames of the kit's synthetic scenes; opencv-doc is not installed)"
+
+
+def compare_on_pairs(models: Mapping[str, torch.nn.Module], pairs: Sequence[Mapping], census_radius: int = 3
+                     ) -> tuple[list[dict], dict]:
+    """The flows of several models (name -> MCJEPA) on the same pairs ({"frame1", "frame2" (3,H,W), "name"}):
+    (rows for `viz.flow.plot_flow_rows` / `plot_flow_overlay`: {"name", "frame1", "flows": {model: (2,H,W)}},
+    errors: `eval.photometric.photometric_errors` of "zero flow" and of every model over all the pairs)."""
+    fns = {name: any_size_flow_fn(model) for name, model in models.items()}
+    rows = [{"name": str(pair.get("name", i)), "frame1": pair["frame1"],
+             "flows": {name: fn(pair["frame1"][None], pair["frame2"][None])[0] for name, fn in fns.items()}}
+            for i, pair in enumerate(pairs)]
+    errors = photometric_errors({"zero flow": zero_flow, **fns}, pairs, census_radius)
+    return rows, errors

@@ -26,7 +26,8 @@ SMALL = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=3", "--set",
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return export_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", num_frames=16, cfg=SceneConfig(height=64, width=80))
+    return export_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", num_frames=16,
+                       cfg=SceneConfig(height=64, width=80))
 
 
 @pytest.fixture(scope="module")
