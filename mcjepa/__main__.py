@@ -21,6 +21,9 @@ from .train.trainer import TrainingDiverged, train
 def _train(args: argparse.Namespace) -> int:
     cfg = preset(args.preset)
     cfg.train.method = args.method
+    if args.video and args.eval_every:
+        raise ValueError("--eval-every logs the flow EPE on held-out pairs with ground truth, which a video has "
+                         "not: leave it out (notebook 15 measures held-out photometric errors instead)")
     if args.video or args.init:
         on_videos(cfg, args.video or (), args.init)
     apply_overrides(cfg, args.set or [])

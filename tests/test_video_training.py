@@ -11,12 +11,14 @@ from mcjepa.config import config_hash, from_dict, to_dict
 from mcjepa.data.registry import flow_mix
 from mcjepa.data.synthetic_export import export_clip
 from mcjepa.data.synthetic_scene import SceneConfig
-from mcjepa.data.video import VideoPairs
+from mcjepa.data.video import VideoPairs, iter_frames
 from mcjepa.eval.photometric import pair_errors, photometric_errors, zero_flow
 from mcjepa.experiments import on_videos
+from mcjepa.flow_video import compare_on_pairs, default_video
 from mcjepa.models.checkpoint import load_init_weights, load_model, read_checkpoint
 from mcjepa.models.mcjepa import MCJEPA
 from mcjepa.train.trainer import train
+from mcjepa.viz.flow import plot_flow_overlay
 
 from tests.test_trainer import micro_config
 
@@ -78,11 +80,13 @@ def test_cli_fine_tunes_on_a_video_and_resumes(clip, base, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, message", [("--video", "does not exist"), ("--init", "does not exist"),
-                                           ("--init-folder", "not a run folder")])
-def test_cli_bad_paths(tmp_path, capsys, flag, message):
+                                           ("--init-folder", "not a run folder"),
+                                           ("--eval-every", "a video has not")])
+def test_cli_bad_paths(clip, tmp_path, capsys, flag, message):
     extra = {"--video": ["--video", str(tmp_path / "missing.mp4")],
              "--init": ["--init", str(tmp_path / "missing_run")],
-             "--init-folder": ["--init", str(tmp_path)]}[flag]
+             "--init-folder": ["--init", str(tmp_path)],
+             "--eval-every": ["--video", str(clip), "--eval-every", "5"]}[flag]
     assert cli(["train", "--preset", "tiny", "--method", "m-jepa", "--out", str(tmp_path / "x"), *extra]) == 2
     assert message in capsys.readouterr().err
 
@@ -106,3 +110,32 @@ def test_photometric_errors_prefer_the_true_shift():
     pairs = [{"frame1": frame1[0], "frame2": frame2[0], "name": "p"}]
     table = photometric_errors({"zero": zero_flow, "true": lambda a, b: true}, pairs)
     assert table["true"]["photometric"] < table["zero"]["photometric"] and table["zero"]["per_pair"][0]["name"] == "p"
+
+
+def test_compare_on_pairs_and_the_overlay_figure(clip, base, tmp_path):
+    cfg = on_videos(micro_config("m-jepa"), [clip])
+    pair = VideoPairs(clip, cfg.data.crop, split="val")[0]
+    pairs = [{**pair, "frame1": pair["frame1"][..., :64], "frame2": pair["frame2"][..., :64]}]  # 64 x 64
+    model = load_model(base)[0]
+    rows, errors = compare_on_pairs({"base": model}, pairs)
+    expected = model.predict_flow(pairs[0]["frame1"][None], pairs[0]["frame2"][None])[0]  # a multiple of the stride: no padding
+    torch.testing.assert_close(rows[0]["flows"]["base"], expected)
+    direct = pair_errors(pairs[0]["frame1"][None], pairs[0]["frame2"][None], expected[None])
+    assert errors["base"]["census"] == pytest.approx(direct["census"]) and set(errors) == {"zero flow", "base"}
+    fig = plot_flow_overlay(rows)
+    assert len(fig.axes) == 2 and len(fig.axes[0].collections) == 1  # the panel's arrows, and the legend
+    with pytest.raises(ValueError, match="alpha"):
+        plot_flow_overlay(rows, alpha=2)
+
+
+def test_default_video_is_vtest_or_a_generated_clip(tmp_path, monkeypatch):
+    import mcjepa.flow_video as flow_video
+
+    monkeypatch.setattr(flow_video, "OPENCV_DOC_DATA", tmp_path / "no_opencv_doc")
+    path, what = default_video(tmp_path / "clips", num_frames=6)
+    assert path == tmp_path / "clips" / "generated_clip_6.mp4" and "generated" in what
+    assert len(list(iter_frames(path))) == 6
+    (tmp_path / "no_opencv_doc").mkdir()
+    (tmp_path / "no_opencv_doc" / "vtest.avi").touch()
+    assert default_video(tmp_path / "clips") == (tmp_path / "no_opencv_doc" / "vtest.avi",
+                                                 "OpenCV's sample video vtest.avi (from the opencv-doc package)")
