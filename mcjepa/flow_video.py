@@ -129,6 +129,9 @@ def flow_on_frames(run: str | Path, inputs: str | Path | Sequence[str | Path], o
         raise ValueError(f"max_frames must be >= 2 (flow needs a pair of frames), got {max_frames}")
     if max_flow is not None and not (np.isfinite(max_flow) and max_flow > 0):
         raise ValueError(f"max_flow must be a number > 0 (pixels), got {max_flow}")
+    if device not in ("auto", "cpu") and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} usable CUDA GPU(s); "
+                         f"use auto or cpu")
     torch_device = resolve_device(device)
     model, _ = load_model(run, device=str(torch_device))
     predict = any_size_flow_fn(model)

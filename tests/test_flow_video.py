@@ -138,6 +138,7 @@ def test_cli_flow_prints_the_summary(run, tmp_path, capsys):
     ("not_a_run", "not a run folder"),
     ("not_a_checkpoint", "cannot be read"),
     ("different_sizes", "all frames must have one size"),
+    ("no_gpu", "usable CUDA GPU"),
 ])
 def test_cli_flow_errors_name_the_problem(run, tmp_path, capsys, case, message):
     frames = write_folder(tmp_path / "frames", translated_frames(1, 32, 32))
@@ -158,7 +159,10 @@ def test_cli_flow_errors_name_the_problem(run, tmp_path, capsys, case, message):
     elif case == "different_sizes":
         write_image(tmp_path / "big.png", translated_frames(1, 40, 48)[0])
         inputs = [str(frames / "frame_000.png"), str(tmp_path / "big.png")]
-    code = cli(["flow", model, *inputs, "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"])
+    if case == "no_gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    device = "cuda" if case == "no_gpu" else "cpu"
+    code = cli(["flow", model, *inputs, "--out", str(tmp_path / "out"), "--no-progress", "--device", device])
     assert code == 2
     assert message in capsys.readouterr().err
 

@@ -118,7 +118,7 @@ def test_compare_on_pairs_and_the_overlay_figure(clip, base, tmp_path):
     pairs = [{**pair, "frame1": pair["frame1"][..., :64], "frame2": pair["frame2"][..., :64]}]  # 64 x 64
     model = load_model(base)[0]
     rows, errors = compare_on_pairs({"base": model}, pairs)
-    expected = model.predict_flow(pairs[0]["frame1"][None], pairs[0]["frame2"][None])[0]  # a multiple of the stride: no padding
+    expected = model.predict_flow(pairs[0]["frame1"][None], pairs[0]["frame2"][None])[0]  # 64 x 64: no padding
     torch.testing.assert_close(rows[0]["flows"]["base"], expected)
     direct = pair_errors(pairs[0]["frame1"][None], pairs[0]["frame2"][None], expected[None])
     assert errors["base"]["census"] == pytest.approx(direct["census"]) and set(errors) == {"zero flow", "base"}

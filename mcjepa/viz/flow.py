@@ -194,8 +194,9 @@ def plot_flow_overlay(rows: Sequence[Mapping], max_flow: float | None = None, al
     Args:
         rows: dicts {"name": str, "frame1": (3,H,W) in [0,1], "flows": {column name: (2,H,W) in pixels}}.
         max_flow: the colour scale shared by every panel (default: the largest |f| over all flows).
-        alpha: weight of the flow colour over the frame; arrow_every: one arrow per this many pixels, drawn
-            at its true length (1 px of flow = 1 px in the image), from the pixel in frame 1 to where it goes.
+        alpha: weight of the flow colour over the frame; arrow_every: one arrow per this many pixels, from the
+            pixel in frame 1 towards where it goes, magnified so that a flow of `max_flow` spans `arrow_every` px
+            (the magnification is in each title; true length where flows are longer than that).
     Raises ValueError for no rows, alpha outside [0, 1] or arrow_every < 1.
     """
     if not rows or not 0 <= alpha <= 1 or arrow_every < 1:
@@ -203,6 +204,7 @@ def plot_flow_overlay(rows: Sequence[Mapping], max_flow: float | None = None, al
                          f"rows, alpha={alpha}, arrow_every={arrow_every}")
     names = list(rows[0]["flows"])
     radius = max_flow if max_flow is not None else max_flow_radius(*(r["flows"][n] for r in rows for n in names))
+    magnify = max(1.0, arrow_every / max(radius, ZERO_FLOW))
     height, width = to_numpy(rows[0]["frame1"]).shape[-2:]
     fig = Figure(figsize=(3.2 * len(names) + 1.0, (3.2 * height / width + 0.5) * len(rows)), layout="constrained")
     grid = fig.subplots(len(rows), len(names) + 1, squeeze=False,
@@ -215,8 +217,9 @@ def plot_flow_overlay(rows: Sequence[Mapping], max_flow: float | None = None, al
             ax.imshow((1 - alpha) * image + alpha * flow_to_rgb(flow, max_flow=max(radius, ZERO_FLOW)) / 255.0)
             ys, xs = np.mgrid[arrow_every // 2:flow.shape[-2]:arrow_every, arrow_every // 2:flow.shape[-1]:arrow_every]
             ax.quiver(xs, ys, flow[0, ys, xs], flow[1, ys, xs], color="black", angles="xy", scale_units="xy",
-                      scale=1.0, width=0.004)
-            ax.set_title(f"{row.get('name', r)}: {name}", fontsize=9)
+                      scale=1.0 / magnify, width=0.004)
+            ax.set_title(f"{row.get('name', r)}: {name}" + (f" (arrows x{magnify:.3g})" if magnify > 1 else ""),
+                         fontsize=9)
             hide_ticks(ax)
         add_flow_legend(grid[r, -1], radius)
     return fig
