@@ -1,4 +1,4 @@
-"""Command line: `python -m mcjepa train|eval|data ...` (run `python -m mcjepa -h`)."""
+"""Command line: `python -m mcjepa train|eval-flow|flow|data ...` (run `python -m mcjepa -h`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .data.manifests import main as data_main
 from .data.registry import flow_eval_dataset
 from .eval.flow_metrics import evaluate_flow_dataset
 from .eval.runners import flow_fn
+from .experiments import on_videos
+from .flow_video import flow_on_frames, parse_resize
 from .models.checkpoint import load_model
 from .train.distributed import is_main, leave_process_group
 from .train.trainer import TrainingDiverged, train
@@ -20,6 +22,11 @@ from .train.trainer import TrainingDiverged, train
 def _train(args: argparse.Namespace) -> int:
     cfg = preset(args.preset)
     cfg.train.method = args.method
+    if args.video and args.eval_every:
+        raise ValueError("--eval-every logs the flow EPE on held-out pairs with ground truth, which a video has "
+                         "not: leave it out (notebook 15 measures held-out photometric errors instead)")
+    if args.video or args.init:
+        on_videos(cfg, args.video or (), args.init)
     apply_overrides(cfg, args.set or [])
     try:
         result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, eval_every=args.eval_every)
@@ -42,6 +49,14 @@ def _eval_flow(args: argparse.Namespace) -> int:
     result = evaluate_flow_dataset(flow_fn(model), dataset, stride=model.stride, scale=args.scale,
                                    max_samples=args.max_samples)
     print(json.dumps(result, indent=1))
+    return 0
+
+
+def _flow(args: argparse.Namespace) -> int:
+    summary = flow_on_frames(args.run, args.input, args.out, device=args.device, max_frames=args.max_frames,
+                             resize=parse_resize(args.resize), max_flow=args.max_flow, fps=args.fps,
+                             progress=not args.no_progress)
+    print(json.dumps(summary, indent=1))
     return 0
 
 
@@ -96,8 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument(
         "--eval-every", type=_non_negative_int, default=0, help="log held-out flow EPE every N steps (0: off)"
     )
+    train_cmd.add_argument("--video", action="append", metavar="PATH",
+                           help="train on your own video file or folder of frames (repeatable): its consecutive "
+                                "pairs become the flow data (data.flow_datasets = video:NAME)")
+    train_cmd.add_argument("--init", metavar="RUN", default=None,
+                           help="start from the encoder and flow head of this run folder or checkpoint "
+                                "(fine-tuning; its model config is used)")
     train_cmd.add_argument("--no-progress", action="store_true")
     train_cmd.set_defaults(func=_train)
+
+    flow_cmd = sub.add_parser("flow", help="flow of a run on your own video, folder of frames or image pair")
+    flow_cmd.add_argument("run", help="a run folder (holding checkpoint.pt) or a checkpoint file")
+    flow_cmd.add_argument("input", nargs="+", help="a video file, a folder of frames, or two or more images")
+    flow_cmd.add_argument("--out", required=True, help="output folder: flow/*.flo, flow.mp4, side_by_side.mp4")
+    flow_cmd.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    flow_cmd.add_argument("--max-frames", type=_positive_int, default=None, help="use at most N frames (>= 2)")
+    flow_cmd.add_argument("--resize", default=None, metavar="HxW|FACTOR",
+                          help="resize every frame first: HxW in pixels (96x128) or a scale factor (0.5)")
+    flow_cmd.add_argument("--max-flow", type=_positive_float, default=None,
+                          help="colour scale in pixels (default: the largest 99th-percentile flow length)")
+    flow_cmd.add_argument("--fps", type=_positive_float, default=None, help="frame rate of the videos (default: "
+                          "the input's, 10 for images)")
+    flow_cmd.add_argument("--no-progress", action="store_true")
+    flow_cmd.set_defaults(func=_flow)
 
     evaluate = sub.add_parser("eval-flow", help="flow EPE/Fl of a checkpoint on a flow dataset")
     evaluate.add_argument("checkpoint")

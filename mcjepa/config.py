@@ -120,6 +120,7 @@ class DataConfig:
     flow_jitter_p: float = 0.8  # one jitter draw per pair, shared by both frames
     view_augment: str = "auto"  # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area,
     # blur sigma <= 1 px) | "auto": "tiny" when the views are smaller than 128 px, else "paper"
+    video_max_frames: int = 0  # frames decoded per "video:NAME" training video (mcjepa.data.video); 0 = all
 
 
 @dataclass
@@ -150,6 +151,7 @@ class TrainConfig:
     # pixels, which leaves the photometric loss (and the flow) without signal (1 = off)
     flow_augment_seed_offset: int = 1  # step s augments the pairs with step_seed(seed + this, s)
     views_seed_offset: int = 2  # step s draws the VICReg views with step_seed(seed + this, s)
+    init: str = ""  # a run folder or checkpoint whose encoder and flow head start this run (fine-tuning); "" = none
 
 
 @dataclass
@@ -374,6 +376,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "loss.smooth_level": (lambda v: v in ("image", "flow"), "'image' or 'flow'"),
     "loss.occlusion_method": (lambda v: v in ("fb", "range"), "'fb' or 'range'"),
     "loss.occlusion_max_fraction": PROBABILITY,
+    "data.video_max_frames": (lambda v: v >= 0, ">= 0 (0: every frame)"),
 }
 _NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
                       "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
@@ -452,6 +455,8 @@ HASH_NEUTRAL: dict[str, Any] = {
     "data.flow_jitter": (0.2, 0.2, 0.2, 0.05),
     "data.flow_jitter_p": 0.8,
     "data.view_augment": "auto",
+    "data.video_max_frames": 0,
+    "train.init": "",
 }
 
 

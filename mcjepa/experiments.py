@@ -23,9 +23,12 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .config import Config, apply_overrides, config_hash, preset
+from .config import Config, apply_overrides, config_hash, from_dict, preset
+from .data.registry import VIDEO_PREFIX
+from .data.video import frame_source
+from .models.checkpoint import checkpoint_path, read_checkpoint
 from .train.distributed import is_main
 from .train.trainer import TrainingDiverged, train
 from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
@@ -70,6 +73,33 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
             overrides[key] = check_integer(key.split(".")[1], value)
     if data_roots:
         overrides["data.roots"] = dict(data_roots)
+    return apply_overrides(cfg, overrides)
+
+
+def on_videos(cfg: Config, videos: Sequence[str | Path] = (), init: str | Path | None = None) -> Config:
+    """`cfg` (changed in place and returned) set to train on your own `videos` (video files or folders of
+    frames: `data.flow_datasets` = ("video:<file stem>", ...), their absolute paths in `data.roots`) and/or to
+    start from the encoder and flow head of the run `init` (`train.init` = its checkpoint's absolute path; the
+    model config is the init run's, so that the weights fit). Both are plain config, so such a run is cached,
+    named and resumed by its hash like any other. Raises FileNotFoundError / ValueError naming a missing or
+    unsupported video or a folder that is not a run."""
+    overrides: dict[str, Any] = {}
+    if videos:
+        names, roots = [], {}
+        for video in videos:
+            frame_source(video)  # fail now on a missing or unsupported path
+            stem, name = Path(video).stem or "frames", None
+            for n in range(len(videos) + 1):
+                name = f"{VIDEO_PREFIX}{stem}" + (f"-{n}" if n else "")
+                if name not in roots:
+                    break
+            names.append(name)
+            roots[name] = str(Path(video).resolve())
+        overrides.update({"data.flow_datasets": tuple(names), "data.roots": {**cfg.data.roots, **roots}})
+    if init is not None:
+        path = checkpoint_path(init).resolve()
+        cfg.model = from_dict(read_checkpoint(path)["config"]).model
+        overrides["train.init"] = str(path)
     return apply_overrides(cfg, overrides)
 
 

@@ -56,7 +56,11 @@ NOTEBOOKS = (
     ("12_fig_flow", "Fig. 3 in kind: image, MC-JEPA flow, M-JEPA flow, ground truth"),
     ("13_fig_video_segmentation", "Fig. 4 in kind: propagated masks at frames 1, 10, 25, 50"),
     ("14_inspectors", "Interactive flow and segmentation inspectors (ipywidgets)"),
+    ("15_your_video", "Your own video: flow before/after fine-tuning on it, held-out photometric/census error"),
 )
+# Not part of the paper's reproduction: run by hand with papermill (parameters video, run, steps), skipped by
+# the tiny and full profiles, executed by the smoke profile (nbval) with `SMOKE_EXTRA`.
+USER_NOTEBOOKS = ("15_your_video",)
 SWEEP_NOTEBOOKS = {"04_ablation_cycle": ("cycle", "coef"), "05_ablation_flow_start": ("flow_start", "flow_start_epoch"),
                    "06_ablation_balance": ("balance", "balance"), "07_ablation_vc": ("vc", "vc")}
 
@@ -85,6 +89,7 @@ FULL_SEEDS = (0, 1, 2)
 # of claim (iii) (mcjepa.ablations.INSTABILITY: notebook 07 with instability=True).
 TRAINING_ORDER = ("vc", "instability", "cycle", "balance", "flow_start")
 SMOKE = {"epochs": 1, "steps_per_epoch": 4}  # a few steps: the notebooks' code paths, not their results
+SMOKE_EXTRA = {"15_your_video": {"steps": 4, "max_frames": 48}}  # a short fine-tune on the clip's first frames
 EVAL_EVERY = 50  # the notebooks' default `eval_every`: runs trained ahead log the same validation curve
 DEMO_SKIPS = tuple(SWEEP_NOTEBOOKS)  # `make demo` draws Fig. 5 from the stored points instead
 
@@ -173,7 +178,8 @@ def profile_runs(profile: str = "tiny", scale: str = "tiny", data_roots: dict | 
 def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[str, dict]:
     """A smoke job writes its runs and figures under `out`, so that the committed figures stay untouched."""
     if profile == "smoke":
-        parameters = {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures"), **parameters}
+        parameters = {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures"),
+                      **SMOKE_EXTRA.get(name, {}), **parameters}
     return name, parameters
 
 
@@ -185,7 +191,7 @@ def notebook_jobs(profile: str, out: Path | None = None, trained_only: bool = Fa
     `scale` and `data_roots`."""
     jobs, common = [], ({"scale": scale, "data_roots": dict(data_roots or {})} if scale != "tiny" else {})
     for name, _ in NOTEBOOKS:
-        if name in SWEEP_NOTEBOOKS and profile == "tiny":
+        if (name in SWEEP_NOTEBOOKS and profile == "tiny") or (name in USER_NOTEBOOKS and profile != "smoke"):
             continue
         if name in SWEEP_NOTEBOOKS and profile == "full":
             ablation, parameter = SWEEP_NOTEBOOKS[name]

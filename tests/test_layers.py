@@ -23,7 +23,7 @@ LAYERS = (  # (rank, top-level names under mcjepa/)
     (6, ("ablations", "cluster")),
     (7, ("claims",)),
     (8, ("viz",)),
-    (9, ("reproduce", "session")),
+    (9, ("reproduce", "session", "flow_video")),
     (10, ("notebook_outputs", "__main__")),
 )
 DEFERRED_ELSEWHERE: set[str] = set()  # modules allowed deferred package imports (none)

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from mcjepa.data.flow_datasets import image_to_tensor
 from mcjepa.data.formats import read_image
+from mcjepa.data.video import changing_pairs
 
 OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 OPENCV_DOC_VIDEOS = ("vtest.avi", "tree.avi", "Megamind.avi")
@@ -141,10 +142,7 @@ class OpenCVDocVideos(Dataset):
         index = []
         for path in self.videos:
             frames = read_video_frames(path, self.size, self.max_frames)
-            change = (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3))
-            keep = change >= self.min_change
-            if self.max_change is not None:
-                keep &= change <= self.max_change
+            keep = changing_pairs(frames, self.min_change, self.max_change)
             index += [(frames, t, f"{path.name}/{t:06d}") for t in range(len(frames) - 1) if keep[t]]
         for first, second in self.image_pairs:
             pair = torch.stack([F.interpolate(image_to_tensor(read_image(p))[None], size=self.size, mode="area")[0]

@@ -23,10 +23,12 @@ from . import flow_datasets as fd
 from .cache import RenderedOnce
 from .offline_sources import MotorcycleStereo, OpenCVDocVideos
 from .synthetic import CLASS_NAMES, SceneConfig, SyntheticFlowPairs, SyntheticSequences, SyntheticStills
+from .video import VideoPairs
 
 FLOW_DATASETS = ("embedded", "flyingchairs", "flyingthings3d", "sintel", "kitti2015", "kitti2012",
                  "kitti_multiview", "kitti_raw", "hd1k", "opencv_doc")
 IMAGE_DATASETS = ("embedded", "imagenet")
+VIDEO_PREFIX = "video:"  # "video:NAME": your own video or folder of frames, path in data.roots["video:NAME"]
 
 
 def parse_mix(entry: str) -> tuple[str, int]:
@@ -78,8 +80,11 @@ def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: 
     }
     if name == "opencv_doc":
         return OpenCVDocVideos(size=cfg.embedded_size)
+    if name.startswith(VIDEO_PREFIX) and len(name) > len(VIDEO_PREFIX):
+        return VideoPairs(_root(cfg, name), crop=cfg.crop, split=split, max_frames=cfg.video_max_frames)
     if name not in builders:
-        raise ValueError(f"unknown flow dataset {name!r}; known: {FLOW_DATASETS}")
+        raise ValueError(f"unknown flow dataset {name!r}; known: {FLOW_DATASETS}, or {VIDEO_PREFIX}NAME for your "
+                         f"own video (its file or folder of frames in data.roots['{VIDEO_PREFIX}NAME'])")
     return builders[name](_root(cfg, name))
 
 

@@ -102,3 +102,32 @@ def export_davis(root, num_sequences: int, num_frames: int, seed: int = 0, cfg: 
         with atomic_write(root / "ImageSets" / "2017" / f"{split}.txt", "w") as handle:
             handle.write("".join(f"{name}\n" for name in split_names))
     return root
+
+
+CLIP_INDEX = 1_000_000  # the clip's scene: item CLIP_INDEX of the test split, far from the evaluated items
+
+
+def export_clip(path, num_frames: int = 48, seed: int = 0, cfg: SceneConfig = SceneConfig(), fps: float = 10.0
+                ) -> Path:
+    """Write one generated scene (`render_sequence(seed, num_frames, cfg)`: objects moving over a moving
+    background) as an H.264 .mp4 of `num_frames` frames at `fps`: a video the kit can make anywhere (a stand-in
+    for your own footage in notebook 15 and the tests). Written under a temporary name, then renamed; returns
+    the path. Frame sides must be even (H.264 in yuv420p); raises ValueError otherwise."""
+    import imageio.v2 as imageio  # deferred: imageio-ffmpeg locates its ffmpeg binary on import
+
+    path = Path(path)
+    if cfg.height % 2 or cfg.width % 2 or num_frames < 1:
+        raise ValueError(f"export_clip: need even frame sides and >= 1 frame, got {cfg.height}x{cfg.width}, "
+                         f"{num_frames} frames")
+    frames = render_sequence(derive_seed(seed, "test", CLIP_INDEX), num_frames, cfg)["frames"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        with imageio.get_writer(temporary, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                macro_block_size=1, quality=9) as writer:
+            for frame in frames:
+                writer.append_data(to_uint8_image(frame))
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

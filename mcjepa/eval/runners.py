@@ -3,6 +3,7 @@
     feature_fn(model, levels)        images (B,3,H,W) -> frozen dense features (B,C,h,w) (probes, DAVIS)
     pooled_fn(model)                 images (B,3,H,W) -> pooled representation (B,D) (k-NN / linear eval)
     flow_fn(model)                   frame1, frame2 (B,3,H,W) -> forward flow (B,2,H,W)
+    any_size_flow_fn(model)          the same for frames of any size (padded to the stride, cropped back)
     flow_predict_fn(model)           FlowInspector predict_fn: (frame1, frame2 (1,3,H,W)) -> dict
     probe_predict_fn(model, probe)   SegmentationInspector predict_fn for stills:    sample -> (H,W)
     propagation_predict_fn(model)    SegmentationInspector predict_fn for sequences: sample -> (T,H,W)
@@ -31,8 +32,9 @@ from ..models.mcjepa import MCJEPA
 from .davis import label_propagation
 from .flow_metrics import InputPadder
 
-__all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "flow_predict_fn", "probe_predict_fn",
-           "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets", "video_dataset"]
+__all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "any_size_flow_fn", "flow_predict_fn",
+           "probe_predict_fn", "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets",
+           "video_dataset"]
 
 
 def pad_to_stride(images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -88,6 +90,25 @@ def flow_fn(model: MCJEPA) -> Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
         device = next(model.parameters()).device
         return model.predict_flow(frame1.to(device), frame2.to(device)).cpu()
+
+    return predict
+
+
+def any_size_flow_fn(model: MCJEPA) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """frame1, frame2 (B,3,H,W) in [0,1], any H, W -> forward flow (B,2,H,W) in pixels, on the CPU: both frames
+    replicate-padded at the bottom/right to multiples of `model.stride` (`pad_to_stride`), the flow of the
+    padded pair cropped back to (H, W). Runs on the model's device. Raises ValueError for frames of
+    different shapes."""
+
+    @torch.no_grad()
+    def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
+        if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
+            raise ValueError(f"any_size_flow_fn: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
+                             f"{tuple(frame2.shape)}")
+        device = next(model.parameters()).device
+        padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
+        padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+        return _crop(model.predict_flow(padded1, padded2), size).cpu()
 
     return predict
 

@@ -38,12 +38,45 @@ def read_checkpoint(path: str | Path, require: tuple[str, ...] = ("model", "step
 
 
 def load_model(path: str | Path, device: str = "cpu"):
-    """(model in eval mode, config) from a checkpoint file or a run folder holding checkpoint.pt."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    state = read_checkpoint(path)
+    """(model in eval mode, config) from a checkpoint file or a run folder holding checkpoint.pt.
+    Raises FileNotFoundError naming a missing run/checkpoint, ValueError for a file that is not a checkpoint."""
+    state = read_checkpoint(checkpoint_path(path))
     cfg = from_dict(state["config"])
     model = MCJEPA(cfg.model)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg
+
+
+INIT_PARTS = ("encoder", "flow_head")  # what `train.init` carries over: the shared encoder and the flow head
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A run folder -> its checkpoint.pt; a file -> itself. Raises FileNotFoundError naming what is missing."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "checkpoint.pt").is_file():
+            raise FileNotFoundError(f"{path} is not a run folder: it holds no checkpoint.pt (give a run folder "
+                                    f"written by `python -m mcjepa train` or its checkpoint.pt)")
+        return path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"run or checkpoint {path} does not exist")
+    return path
+
+
+def load_init_weights(model: MCJEPA, path: str | Path, parts: tuple[str, ...] = INIT_PARTS) -> list[str]:
+    """Copy the `parts` (submodule names of MCJEPA) of the run or checkpoint at `path` into `model`, in place;
+    the rest of `model` (the expander) keeps its own weights. Returns the names of the tensors loaded.
+    Raises FileNotFoundError / ValueError naming the checkpoint, and ValueError when its architecture differs
+    (a tensor missing or of another shape: the model configs must match)."""
+    path = checkpoint_path(path)
+    saved = read_checkpoint(path)["model"]
+    own = model.state_dict()
+    chosen = [name for name in own if name.split(".", 1)[0] in parts]
+    missing = [name for name in chosen if name not in saved]
+    wrong = [f"{name} {tuple(saved[name].shape)} vs {tuple(own[name].shape)}" for name in chosen
+             if name in saved and saved[name].shape != own[name].shape]
+    if missing or wrong:
+        raise ValueError(f"{path}: its model does not match this run's model.* config (missing {missing[:3]}, "
+                         f"other shapes {wrong[:3]}); fine-tune with the initial run's model settings")
+    model.load_state_dict({name: saved[name] for name in chosen}, strict=False)
+    return chosen

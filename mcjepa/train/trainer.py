@@ -31,6 +31,7 @@ from ..eval.flow_metrics import evaluate_flow_dataset
 from ..eval.runners import flow_fn
 from ..losses.occlusion import occlusion_mask
 from ..losses.total import feature_std, flow_loss, ssl_loss
+from ..models.checkpoint import load_init_weights
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
 from .checkpoint import RESUME_KEYS, read_checkpoint, save_checkpoint, set_rng_state
@@ -349,6 +350,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         raise FileExistsError(f"{checkpoint_path} exists: pass resume=True (--resume) or choose a new out dir")
     device, rank, world = setup_device(cfg)
     model = MCJEPA(cfg.model).to(device)
+    if cfg.train.init and not resume:  # fine-tuning: start from a trained encoder and flow head
+        load_init_weights(model, cfg.train.init)
     optimizer, scheduler = build_optimizer(model, cfg)
     start, rng = resume_state(checkpoint_path, cfg, model, optimizer, scheduler) if resume else (0, None)
     objective = wrap_objective(model, cfg, device, world)

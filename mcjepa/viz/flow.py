@@ -16,7 +16,7 @@ from mcjepa.eval.flow_metrics import flow_metrics
 from mcjepa.viz.flow_colors import error_map, flow_color_wheel, flow_to_rgb, max_flow_radius, to_numpy
 from mcjepa.viz.images import hide_ticks, to_image
 
-__all__ = ["ZERO_FLOW", "add_flow_legend", "plot_flow_comparison", "plot_flow_rows"]
+__all__ = ["ZERO_FLOW", "add_flow_legend", "plot_flow_comparison", "plot_flow_rows", "plot_flow_overlay"]
 
 ZERO_FLOW = 1e-3  # px: a flow whose largest vector is shorter than this is drawn and labelled as zero flow
 
@@ -185,3 +185,41 @@ def plot_flow_rows(rows: Sequence[Mapping], flow_names: Sequence[str] | None = N
         add_flow_legend(axes[-1], radius)
     return fig
 
+
+
+def plot_flow_overlay(rows: Sequence[Mapping], max_flow: float | None = None, alpha: float = 0.55,
+                      arrow_every: int = 8) -> Figure:
+    """Frames with their flow drawn on them: one row per frame, one column per flow.
+
+    Args:
+        rows: dicts {"name": str, "frame1": (3,H,W) in [0,1], "flows": {column name: (2,H,W) in pixels}}.
+        max_flow: the colour scale shared by every panel (default: the largest |f| over all flows).
+        alpha: weight of the flow colour over the frame; arrow_every: one arrow per this many pixels, from the
+            pixel in frame 1 towards where it goes, magnified so that a flow of `max_flow` spans `arrow_every` px
+            (the magnification is in each title; true length where flows are longer than that).
+    Raises ValueError for no rows, alpha outside [0, 1] or arrow_every < 1.
+    """
+    if not rows or not 0 <= alpha <= 1 or arrow_every < 1:
+        raise ValueError(f"plot_flow_overlay: need rows, alpha in [0, 1] and arrow_every >= 1, got {len(rows)} "
+                         f"rows, alpha={alpha}, arrow_every={arrow_every}")
+    names = list(rows[0]["flows"])
+    radius = max_flow if max_flow is not None else max_flow_radius(*(r["flows"][n] for r in rows for n in names))
+    magnify = max(1.0, arrow_every / max(radius, ZERO_FLOW))
+    height, width = to_numpy(rows[0]["frame1"]).shape[-2:]
+    fig = Figure(figsize=(3.2 * len(names) + 1.0, (3.2 * height / width + 0.5) * len(rows)), layout="constrained")
+    grid = fig.subplots(len(rows), len(names) + 1, squeeze=False,
+                        gridspec_kw={"width_ratios": [1.0] * len(names) + [0.35]})
+    for r, row in enumerate(rows):
+        image = to_image(row["frame1"])
+        for c, name in enumerate(names):
+            flow = to_numpy(row["flows"][name])
+            ax = grid[r, c]
+            ax.imshow((1 - alpha) * image + alpha * flow_to_rgb(flow, max_flow=max(radius, ZERO_FLOW)) / 255.0)
+            ys, xs = np.mgrid[arrow_every // 2:flow.shape[-2]:arrow_every, arrow_every // 2:flow.shape[-1]:arrow_every]
+            ax.quiver(xs, ys, flow[0, ys, xs], flow[1, ys, xs], color="black", angles="xy", scale_units="xy",
+                      scale=1.0 / magnify, width=0.004)
+            ax.set_title(f"{row.get('name', r)}: {name}" + (f" (arrows x{magnify:.3g})" if magnify > 1 else ""),
+                         fontsize=9)
+            hide_ticks(ax)
+        add_flow_legend(grid[r, -1], radius)
+    return fig
