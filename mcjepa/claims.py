@@ -108,6 +108,20 @@ def method_results(seeds: Sequence[int] = (0, 1, 2), scale: str = "tiny", train:
     return out
 
 
+def stale_evaluations(seeds: Sequence[int], scale: str = "tiny", figures_dir: str | Path | None = None) -> list[str]:
+    """The method runs ("m-jepa seed 1", ...) whose stored evaluation (`result_path`) is missing or was measured
+    with another config than today's preset: after a recipe change the claims table is out of date until the
+    full profile (`make reproduce`) re-measures it."""
+    stale = []
+    for method in METHODS:
+        for seed in seeds:
+            path = result_path(method, seed, figures_dir)
+            cfg_hash = config_hash(run_config(scale, method, {}, seed=seed))
+            if not path.is_file() or json.loads(path.read_text()).get("config_hash") != cfg_hash:
+                stale.append(f"{method} seed {seed}")
+    return stale
+
+
 # ------------------------------------------------------------------------------------------- statistics
 def welch(a: Sequence[float], b: Sequence[float]) -> dict:
     """Welch's t test of mean(a) vs mean(b): {"t", "p_less" (one-sided, H1: mean a < mean b), "p_greater"}.

@@ -79,12 +79,13 @@ def test_plot_per_frame_scores_frame_axis_colours_and_styles():
 def test_trainer_metric_names_are_grouped_by_branch():
     names = ["step", "epoch", "flow/rec", "flow/smooth", "flow/total", "flow/occluded_fraction", "feat_std/0",
              "feat_norm/max", "ssl/invariance", "ssl/total", "loss/total", "grad_norm", "lr/encoder", "seconds",
-             "val/epe"]
+             "val/epe", "val/occ_fraction", "val/occ_recall"]
     groups = group_loss_keys(names)
     assert groups == {"losses": ["loss/total"], "flow losses": ["flow/rec", "flow/smooth", "flow/total"],
                       "content losses": ["ssl/invariance", "ssl/total"], "feature std": ["feat_std/0"],
-                      "validation": ["val/epe"], "lr": ["lr/encoder"],
-                      "other": ["flow/occluded_fraction", "feat_norm/max", "grad_norm"]}
+                      "validation": ["val/epe"],
+                      "occlusion": ["flow/occluded_fraction", "val/occ_fraction", "val/occ_recall"],
+                      "lr": ["lr/encoder"], "other": ["feat_norm/max", "grad_norm"]}
     rows = [{"step": s, "flow/rec": 1.0 / s, "ssl/total": 2.0 / s, "val/epe": 3.0} for s in (1, 2, 4)]
     fig = plot_loss_curves(rows)
     assert [ax.get_title() for ax in fig.axes] == ["flow losses", "content losses", "validation"]

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from mcjepa.viz.flow_colors import to_numpy
 
-__all__ = ["group_loss_keys", "plot_loss_curves", "plot_dimension_std"]
+__all__ = ["group_loss_keys", "plot_loss_curves", "plot_dimension_std", "plot_validation_curves"]
 
 _SKIP_KEYS = {"step", "epoch", "time", "wall_time", "timestamp", "seconds"}
 _LOSS_GROUPS = ("losses", "flow losses", "content losses")
@@ -21,14 +21,17 @@ _LOSS_GROUPS = ("losses", "flow losses", "content losses")
 
 def group_loss_keys(keys: Sequence[str]) -> dict[str, list[str]]:
     """Group metric names for `plot_loss_curves`: "losses" (loss*), "flow losses" (the trainer's flow/* terms
-    but flow/*fraction), "content losses" (ssl/*), "feature std" (feat_std*), "validation" (val/*), "lr" (lr*),
-    "other" (the rest, e.g. grad_norm); empty groups are dropped, order kept. Wall-clock keys are skipped."""
+    but flow/*fraction), "content losses" (ssl/*), "feature std" (feat_std*), "validation" (val/*), "occlusion"
+    (the masked fraction in training, val/occ_*: the mask against the true occlusion), "lr" (lr*), "other" (the
+    rest, e.g. grad_norm); empty groups are dropped, order kept. Wall-clock keys are skipped."""
     groups: dict[str, list[str]] = {"losses": [], "flow losses": [], "content losses": [], "feature std": [],
-                                    "validation": [], "lr": [], "other": []}
+                                    "validation": [], "occlusion": [], "lr": [], "other": []}
     for key in keys:
         if key in _SKIP_KEYS:
             continue
-        if key.startswith("loss"):
+        if key == "flow/occluded_fraction" or key.startswith("val/occ_"):
+            groups["occlusion"].append(key)
+        elif key.startswith("loss"):
             groups["losses"].append(key)
         elif key.startswith("flow/") and not key.endswith("fraction"):
             groups["flow losses"].append(key)
@@ -132,3 +135,38 @@ def plot_dimension_std(panels: Mapping[str, Mapping[str, object]], target: float
         fig.suptitle(title)
     return fig
 
+
+
+def plot_validation_curves(curves: Mapping[str, Sequence[Mapping]], references: Mapping[str, float],
+                           key: str = "val/epe", seconds_per_step: Mapping[str, float] | None = None,
+                           title: str | None = None) -> Figure:
+    """Held-out EPE of several runs against training time, beside methods that need no training.
+
+    curves: {label: the run's JSONL rows}, each row with "step" and `key` (px); references: {label: EPE} drawn
+    as horizontal lines (e.g. DIS, zero flow). The x axis is core-seconds, step x `seconds_per_step[label]`
+    (measured in one quiet run of the step benchmark), or the step where no time is given. Raises ValueError
+    when no curve has a `key` value."""
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    timed = seconds_per_step or {}
+    for index, (label, rows) in enumerate(curves.items()):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None and np.isfinite(r[key])]
+        if not points:
+            continue
+        steps, values = (np.asarray(c, dtype=np.float64) for c in zip(*points))
+        x = steps * timed[label] if label in timed else steps
+        ax.plot(x, values, marker="o", markersize=3, color=f"C{index % 10}", label=label)
+        drawn += 1
+    if not drawn:
+        raise ValueError(f"plot_validation_curves: no curve has {key!r}")
+    for index, (label, value) in enumerate(references.items()):
+        ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[index % 3], linewidth=1.2,
+                   label=f"{label} ({value:.2f})")
+    ax.set_xlabel("core-seconds of training" if timed else "training step")
+    ax.set_ylabel(f"{key} (px)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title)
+    return fig
