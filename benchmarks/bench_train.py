@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the kit
 
-from mcjepa.config import Config, preset  # noqa: E402
+from mcjepa.config import Config, apply_overrides, preset  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
 from mcjepa.train.trainer import Objective  # noqa: E402
 
@@ -168,9 +168,10 @@ class PeakMemory:
 
 
 def bench_preset(name: str, device: torch.device, steps: int, warmup: int, amp: str, pairs: int | None = None,
-                 images: int | None = None) -> dict:
-    """One preset: FLOPs per step, steps/s, images/s and peak memory of the full training step."""
-    cfg = preset(name)
+                 images: int | None = None, overrides: list[str] | None = None) -> dict:
+    """One preset (with dotted `overrides`): FLOPs per step, steps/s, images/s and peak memory of the full
+    training step."""
+    cfg = apply_overrides(preset(name), overrides or [])
     work = workload_for(cfg, name, device, pairs, images)
     torch.manual_seed(0)
     model = MCJEPA(cfg.model).to(device).train()
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 2; paper on CPU: 1)")
     parser.add_argument("--pairs", type=int, default=None, help="frame pairs per step (default: the preset's)")
     parser.add_argument("--images", type=int, default=None, help="still images per step (default: the preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="also measure each preset with these config overrides, in the same run (a second row, "
+                             "e.g. the previous recipe's loss.occlusion_method=fb beside the current one)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
     parser.add_argument("--amp", choices=["none", "bf16"], default=None,
                         help="bf16 autocast on CUDA (default: bf16 on CUDA, none on CPU)")
@@ -289,7 +293,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         warmup, steps = args.warmup if args.warmup is not None else warmup, args.steps or steps
         print(f"{name}: {warmup} warm-up + {steps} timed steps ...", flush=True)
         rows.append(bench_preset(name, device, steps, warmup, amp, args.pairs, args.images))
+        if args.set:
+            rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images, args.set),
+                         "preset": f"{name}*"})
     print_table(rows, peak, note)
+    if args.set:
+        print(f"* with {' '.join(args.set)}")
     return rows
 
 
