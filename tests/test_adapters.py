@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcjepa.config import tiny
+from mcjepa.config import LossConfig, tiny
 from mcjepa.data.synthetic import CLASS_NAMES, SceneConfig, SyntheticSequences, SyntheticStills
 from mcjepa.eval.runners import feature_fn, flow_predict_fn, probe_predict_fn, propagation_predict_fn
 from mcjepa.eval.segmentation import LinearProbeConfig, confusion_matrix, linear_probe_segmentation
-from mcjepa.losses.occlusion import forward_backward_occlusion
+from mcjepa.losses.occlusion import occlusion_mask, range_map_occlusion
 from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
 from mcjepa.viz import adapters
@@ -60,13 +60,16 @@ def test_flow_predict_fn_keys_shapes_and_cropping(model):
         out = model.forward_flow(pad(frame1), pad(frame2))
     torch.testing.assert_close(pred["flow_fw"], out.flow_fw[..., :40, :70])
     torch.testing.assert_close(pred["flows_bw"][2], out.flows_bw[2][..., :5, :9])
-    # the occlusion is the UnFlow check on the cropped full-resolution flows, both directions
+    # the occlusion is the training's mask on the cropped full-resolution flows, both directions: by default the
+    # paper's UnFlow check (capped at half the image), else the run's loss settings
     fw, bw = out.flow_fw[..., :40, :70], out.flow_bw[..., :40, :70]
-    torch.testing.assert_close(pred["occlusion_fw"], forward_backward_occlusion(fw, bw, 0.01, 0.5))
-    torch.testing.assert_close(pred["occlusion_bw"], forward_backward_occlusion(bw, fw, 0.01, 0.5))
+    torch.testing.assert_close(pred["occlusion_fw"], occlusion_mask(fw, bw, "fb", 0.01, 0.5, max_fraction=0.5))
+    torch.testing.assert_close(pred["occlusion_bw"], occlusion_mask(bw, fw, "fb", 0.01, 0.5, max_fraction=0.5))
     assert 0 < pred["occlusion_fw"].mean() < 1  # a mask with both values: the comparison means something
-    looser = flow_predict_fn(model, alpha1=0.5, alpha2=50.0)(frame1, frame2)
+    looser = flow_predict_fn(model, LossConfig(occlusion_alpha1=0.5, occlusion_alpha2=50.0))(frame1, frame2)
     assert looser["occlusion_fw"].sum() < pred["occlusion_fw"].sum()
+    ranged = flow_predict_fn(model, LossConfig(occlusion_method="range", occlusion_max_fraction=1.0))
+    torch.testing.assert_close(ranged(frame1, frame2)["occlusion_fw"], range_map_occlusion(bw, 0.2))
 
 
 def test_cost_volume_fn_matches_a_loop_correlation(model):

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.registry import flow_eval_dataset, segmentation_datasets, video_dataset  # noqa: F401  (notebooks)
-from ..losses.occlusion import forward_backward_occlusion
+from ..config import LossConfig
+from ..losses.occlusion import occlusion_mask
 from ..models.mcjepa import MCJEPA
 from .davis import label_propagation
 from .flow_metrics import InputPadder
@@ -117,16 +118,17 @@ def _crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., : size[0], : size[1]]
 
 
-def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
+def flow_predict_fn(model: MCJEPA, loss: LossConfig | None = None
                     ) -> Callable[[torch.Tensor, torch.Tensor], dict]:
     """FlowInspector's predict_fn for `model` (used in its current train/eval mode; call `.eval()` first).
 
     Returns predict(frame1, frame2) with frames (1,3,H,W) in [0,1] -> dict:
         flows_fw, flows_bw: lists coarse -> fine of (1,2,h_l,w_l), in pixels of level l (FlowOutput);
         flow_fw, flow_bw:   (1,2,H,W) finest flow upsampled to the image, in pixels;
-        occlusion_fw:       (1,1,H,W) float, 1 = occluded, = forward_backward_occlusion(flow_fw, flow_bw,
-                            alpha1, alpha2) (UnFlow check; the training defaults a1 = 0.01, a2 = 0.5);
-        occlusion_bw:       the same check with the directions swapped (occlusion of frame 2);
+        occlusion_fw:       (1,1,H,W) float, 1 = occluded: the mask the training uses, `occlusion_mask` with
+                            `loss`'s occlusion settings (pass the run's cfg.loss; None: the paper's defaults,
+                            UnFlow's forward-backward check);
+        occlusion_bw:       the same with the directions swapped (occlusion of frame 2);
         cost_volume_fn:     (level, y, x) -> (2r+1, 2r+1) float32 array: the forward cost volume
                             FlowOutput.costs_fw[level][0, :, y, x], rows = dy, columns = dx, after the flow head's
                             leaky ReLU. At every level but the coarsest it correlates frame 1 with frame 2 ALREADY
@@ -135,6 +137,11 @@ def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
                             of the swapped pair (both directions share the flow head), computed on first use.
     """
     strides = tuple(model.cfg.flow.strides)
+    loss = loss or LossConfig()
+
+    def occlusion(flow_a: torch.Tensor, flow_b: torch.Tensor) -> torch.Tensor:
+        return occlusion_mask(flow_a, flow_b, loss.occlusion_method, loss.occlusion_alpha1, loss.occlusion_alpha2,
+                              loss.occlusion_range_threshold, loss.occlusion_max_fraction)
 
     @torch.no_grad()
     def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> dict:
@@ -171,8 +178,7 @@ def flow_predict_fn(model: MCJEPA, alpha1: float = 0.01, alpha2: float = 0.5
             return torch.no_grad()(cost_volume_fn)
 
         return {"flows_fw": flows_fw, "flows_bw": flows_bw, "flow_fw": flow_fw, "flow_bw": flow_bw,
-                "occlusion_fw": forward_backward_occlusion(flow_fw, flow_bw, alpha1, alpha2),
-                "occlusion_bw": forward_backward_occlusion(flow_bw, flow_fw, alpha1, alpha2),
+                "occlusion_fw": occlusion(flow_fw, flow_bw), "occlusion_bw": occlusion(flow_bw, flow_fw),
                 "cost_volume_fn": make_cost_fn("fw"), "cost_volume_bw_fn": make_cost_fn("bw")}
 
     return predict
