@@ -66,7 +66,8 @@ def test_one_flipped_byte_inside_a_tensor_is_refused_naming_the_file(tmp_path):
         loaded, _ = load_model(tmp_path)
     changed = [name for name, value in model.state_dict().items()
                if not torch.equal(loaded.state_dict()[name], value)]
-    assert len(changed) == 1
+    # one tensor, which may have several names: the flow head shares its estimator across levels
+    assert len({loaded.state_dict()[name].data_ptr() for name in changed}) == 1, changed
 
 
 def test_a_checkpoint_without_checksum_loads_with_one_warning(tmp_path):
