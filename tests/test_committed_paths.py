@@ -26,7 +26,7 @@ def _strings(value, where="$"):
             yield from _strings(item, f"{where}[{i}]")
 
 
-@pytest.mark.parametrize("text, absolute", [("/work/final/runs/mc-jepa-d370", True), ("/tmp/x/y", True),
+@pytest.mark.parametrize("text, absolute", [("/data/final/runs/mc-jepa-d370", True), ("/var/x/y", True),
                                             ("C:\\runs\\x", True), ("~/runs/x", True), ("mc-jepa-d370", False),
                                             ("runs/mc-jepa-d370", False), ("/", False), ("px/s", False),
                                             ("L1 + SSIM / census", False)])

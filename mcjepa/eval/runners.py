@@ -103,15 +103,23 @@ def any_size_flow_fn(model: MCJEPA) -> Callable[[torch.Tensor, torch.Tensor], to
 
     @torch.no_grad()
     def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
-        if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
-            raise ValueError(f"any_size_flow_fn: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
-                             f"{tuple(frame2.shape)}")
-        device = next(model.parameters()).device
-        padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
-        padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+        padded1, padded2, size = _padded_pair(model, frame1, frame2, "any_size_flow_fn")
         return _crop(model.predict_flow(padded1, padded2), size).cpu()
 
     return predict
+
+
+def _padded_pair(model: MCJEPA, frame1: torch.Tensor, frame2: torch.Tensor,
+                 caller: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Both frames (B,3,H,W) on the model's device, replicate-padded to multiples of its stride, and (H, W).
+    Raises ValueError naming `caller` for frames of different or wrong shapes."""
+    if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
+        raise ValueError(f"{caller}: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
+                         f"{tuple(frame2.shape)}")
+    device = next(model.parameters()).device
+    padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
+    padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+    return padded1, padded2, size
 
 
 def _crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -145,12 +153,7 @@ def flow_predict_fn(model: MCJEPA, loss: LossConfig | None = None
 
     @torch.no_grad()
     def predict(frame1: torch.Tensor, frame2: torch.Tensor) -> dict:
-        if frame1.shape != frame2.shape or frame1.dim() != 4 or frame1.shape[1] != 3:
-            raise ValueError(f"flow_predict_fn: frames must both be (B,3,H,W), got {tuple(frame1.shape)} and "
-                             f"{tuple(frame2.shape)}")
-        device = next(model.parameters()).device
-        padded1, size = pad_to_stride(frame1.float().to(device), model.stride)
-        padded2, _ = pad_to_stride(frame2.float().to(device), model.stride)
+        padded1, padded2, size = _padded_pair(model, frame1, frame2, "flow_predict_fn")
         out = model.forward_flow(padded1, padded2, return_costs=True)
         level_sizes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
         flows_fw = [_crop(f, hw).cpu() for f, hw in zip(out.flows_fw, level_sizes)]
