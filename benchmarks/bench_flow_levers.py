@@ -7,7 +7,8 @@ missing (two at a time, the held-out EPE logged every 50 steps; hours of CPU for
 otherwise. Printed and written to `--out` (levers.md, levers.json, levers.png):
 - per lever: the last held-out EPE (the 16 validation pairs the trainer logs), the test EPE on the 32 held-out
   embedded pairs and on Motorcycle @1/4, the masked fraction at the end against the true occluded fraction, the
-  seconds of one training step (1 thread, measured here, in this run) and the steps trained;
+  seconds of one training step (1 thread, measured here, in this run: the levers timed in turn, 5 rounds, the
+  median) and the steps trained;
 - the same validation pairs under DIS (OpenCV, medium preset) and zero flow, as horizontal lines.
 The x axis of the figure is core-seconds: steps x the measured seconds per step of the lever's config.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,8 +56,9 @@ LEVERS = {
 }
 
 
-def seconds_per_step(method: str, overrides: dict, steps: int = 4) -> float:
-    """One training step of this config (forward, losses, backward, AdamW) on random frames, 1 thread."""
+def step_timer(method: str, overrides: dict):
+    """A function that times `steps` training steps of this config (forward, losses, backward, AdamW) on random
+    frames, 1 thread, and returns the seconds per step."""
     cfg = run_config("tiny", method, overrides)
     model = MCJEPA(cfg.model)
     objective, optimizer = Objective(model, cfg), torch.optim.AdamW(model.parameters(), 1e-4)
@@ -70,11 +73,26 @@ def seconds_per_step(method: str, overrides: dict, steps: int = 4) -> float:
         loss.backward()
         optimizer.step()
 
-    step()
-    began = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - began) / steps
+    def timed(steps: int = 2) -> float:
+        began = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - began) / steps
+
+    step()  # warm-up
+    return timed
+
+
+def seconds_per_step(levers: dict[str, tuple[str, dict]], rounds: int = 5) -> dict[str, float]:
+    """{label: median seconds per step}: the levers timed in turn, `rounds` times over, so that a slower or
+    faster moment of a shared machine does not land on one lever (timed one after the other, the first lever
+    measured up to 20 % slow)."""
+    timers = {label: step_timer(*spec) for label, spec in levers.items()}
+    samples: dict[str, list[float]] = {label: [] for label in levers}
+    for _ in range(rounds):
+        for label, timer in timers.items():
+            samples[label].append(timer())
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +112,15 @@ def main(argv: list[str] | None = None) -> int:
                   for name in ("DIS medium (OpenCV)", "zero flow")}
     test_sets = {name: flow_eval_dataset(name, None, configs[next(iter(configs))]) for name in ("embedded",
                                                                                                  "motorcycle")}
-    table, curves, timing = {}, {}, {}
-    for label, cfg in configs.items():
+    trained = {label: cfg for label, cfg in configs.items() if is_finished(run_dir(cfg, args.runs_dir), cfg)}
+    for label in configs.keys() - trained.keys():
+        print(f"{label}: not trained ({run_dir(configs[label], args.runs_dir).name}), left out")
+    timing = seconds_per_step({label: LEVERS[label] for label in trained})
+    table, curves = {}, {}
+    for label, cfg in trained.items():
         folder = run_dir(cfg, args.runs_dir)
-        if not is_finished(folder, cfg):
-            print(f"{label}: not trained ({folder.name}), left out")
-            continue
         rows = read_metrics(folder / "metrics.jsonl")
         model = load_model(folder)[0]
-        timing[label] = seconds_per_step(*LEVERS[label])
         last = [r for r in rows if "val/epe" in r][-1]
         table[label] = {"run": folder.name, "steps": cfg.total_steps, "s/step": timing[label],
                         "val EPE": last["val/epe"],

@@ -43,7 +43,7 @@ def test_range_map_of_zero_and_integer_shifts_by_hand():
     # frame 2 pixel x lands on x - 2 in frame 1: the two rightmost columns of frame 1 receive nothing
     occluded = range_map_occlusion(constant_flow(-2.0, 0.0, 4, 8))
     assert torch.all(occluded[..., :6] == 0) and torch.all(occluded[..., 6:] == 1)
-    # half a pixel: every interior pixel gets 0.5 + 0.5, the last column 0.5 (> 0.2: visible), none occluded
+    # half a pixel: column 0 gets 0.5 (> 0.2: visible), every other column 0.5 + 0.5; none occluded
     half = range_map(constant_flow(0.5, 0.0, 3, 5))
     assert torch.allclose(half[..., 1:], torch.ones(1, 1, 3, 4))
     assert torch.allclose(half[..., 0], torch.full((1, 1, 3), 0.5))
@@ -115,3 +115,13 @@ def test_guard_stops_when_the_mask_covers_the_image():
     _check_finite({"flow/occluded_fraction": torch.tensor(0.9)}, 3, cfg)
     with pytest.raises(TrainingDiverged, match="step 7: the occlusion mask covers 100.0% .*max_occluded_fraction"):
         _check_finite({"flow/occluded_fraction": torch.tensor(1.0)}, 7, cfg)
+
+
+def test_a_non_finite_flow_lands_nowhere_instead_of_crashing():
+    """A diverging run's NaN flow must reach the trainer's NaN guard, not crash the range map's scatter."""
+    flow = torch.zeros(1, 2, 4, 6)
+    flow[0, :, 1, 2] = float("nan")
+    flow[0, 0, 2, 3] = float("inf")
+    counts = range_map(flow)
+    assert torch.isfinite(counts).all() and counts.sum() == 4 * 6 - 2
+    assert occlusion_mask(flow, flow, "range").shape == (1, 1, 4, 6)

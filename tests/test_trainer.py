@@ -188,3 +188,15 @@ def test_a_checkpoint_from_before_a_hash_neutral_knob_still_resumes(tmp_path):
     other = micro_config("m-jepa", **{"data.flow_hflip_p": 0.0})
     with pytest.raises(ValueError, match=r"different config \(sections \['data'\]\)"):
         resume_state(tmp_path / "checkpoint.pt", other, model, optimizer, scheduler)
+
+
+def test_the_convex_upsampler_trains_at_the_flow_learning_rate():
+    from mcjepa.train.schedule import param_groups
+
+    cfg = apply_overrides(tiny(), {"model.flow.upsample": "convex", "train.lr_flow": 1e-4, "train.lr_encoder": 3e-4})
+    model = MCJEPA(cfg.model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in param_groups(model, cfg):
+        parts = {names[id(p)].split(".", 1)[0] for p in group["params"]}
+        assert ("upsampler" in parts) <= (group["lr"] == 1e-4), (group["name"], parts)
+    assert any("upsampler" in {names[id(p)].split(".", 1)[0] for p in g["params"]} for g in param_groups(model, cfg))

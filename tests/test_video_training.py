@@ -58,7 +58,8 @@ def test_init_loads_the_encoder_and_flow_head_before_step_0(clip, base, tmp_path
     fresh = train(on_videos(micro_config("m-jepa"), [clip]), tmp_path / "fresh", progress=False,
                   stop_at=0).model.state_dict()
     saved = read_checkpoint(base / "checkpoint.pt")["model"]
-    for name in ("encoder.stem1.0.weight", "flow_head.estimators.2.to_flow.weight"):
+    assert "upsampler.mask.0.weight" in saved  # the tiny recipe's convex upsampler is part of the flow path
+    for name in ("encoder.stem1.0.weight", "flow_head.estimators.2.to_flow.weight", "upsampler.mask.0.weight"):
         assert torch.equal(started[name], saved[name]), name
         assert not torch.equal(fresh[name], saved[name]), name  # so the check above can fail
     assert torch.equal(started["expander.0.weight"], fresh["expander.0.weight"])  # not carried over
@@ -139,3 +140,19 @@ def test_default_video_is_vtest_or_a_generated_clip(tmp_path, monkeypatch):
     (tmp_path / "no_opencv_doc" / "vtest.avi").touch()
     assert default_video(tmp_path / "clips") == (tmp_path / "no_opencv_doc" / "vtest.avi",
                                                  "OpenCV's sample video vtest.avi (from the opencv-doc package)")
+
+
+def test_a_steady_pan_is_kept_and_only_the_cut_is_dropped():
+    """A textured scene panning 3 px per frame changes every pair by more than the absolute cut bound (0.05);
+    the bound is relative to the clip, so the pan is kept and only the jump to another scene is dropped."""
+    from skimage import data as skdata
+
+    from mcjepa.data.video import MAX_CHANGE, changing_pairs
+
+    scene = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).float()[:, ::4, ::4] / 255  # (3, 128, 128)
+    other = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1).float()[:, :192:2, :192:2] / 255  # (3, 96, 96)
+    pan = [scene[:, :96, 3 * t:3 * t + 96] for t in range(8)]
+    frames = torch.stack(pan[:4] + [other] + pan[4:])  # a cut into another scene and back
+    change = (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3))
+    assert (change[[0, 1, 2, 5, 6, 7]] > MAX_CHANGE).all()  # the pan alone would fail an absolute bound
+    assert changing_pairs(frames).tolist() == [True, True, True, False, False, True, True, True]

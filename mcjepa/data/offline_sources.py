@@ -13,7 +13,8 @@
    ships a static ffmpeg binary, is maintained, decodes all three codecs; OpenCV is not a dependency).
    Measured at 48x64: tree.avi repeats frames (9 of its first 10 consecutive pairs are identical) and
    Megamind.avi has a cut between frames 1 and 2 (mean |diff| 0.127 vs ~0.008): pairs whose mean absolute
-   difference is below `min_change` (default 1e-3) or above `max_change` (default 0.05) are dropped.
+   difference is below `min_change` (default 1e-3) or above the cut bound (`mcjepa.data.video.cut_bound`: `max_change`,
+   default 0.05, or 1.5x the clip's median change) are dropped.
 """
 
 from __future__ import annotations

@@ -134,8 +134,8 @@ def flow_predict_fn(model: MCJEPA, loss: LossConfig | None = None
         flows_fw, flows_bw: lists coarse -> fine of (1,2,h_l,w_l), in pixels of level l (FlowOutput);
         flow_fw, flow_bw:   (1,2,H,W) finest flow upsampled to the image, in pixels;
         occlusion_fw:       (1,1,H,W) float, 1 = occluded: the mask the training uses, `occlusion_mask` with
-                            `loss`'s occlusion settings (pass the run's cfg.loss; None: the paper's defaults,
-                            UnFlow's forward-backward check);
+                            `loss`'s occlusion settings (pass the run's cfg.loss; None: LossConfig()'s defaults,
+                            UnFlow's forward-backward check capped at half the image);
         occlusion_bw:       the same with the directions swapped (occlusion of frame 2);
         cost_volume_fn:     (level, y, x) -> (2r+1, 2r+1) float32 array: the forward cost volume
                             FlowOutput.costs_fw[level][0, :, y, x], rows = dy, columns = dx, after the flow head's

@@ -44,6 +44,8 @@ def range_map(flow_bw: torch.Tensor) -> torch.Tensor:
     is dropped. A pixel of frame 1 that nothing lands on is not visible in frame 2."""
     batch, _, height, width = flow_bw.shape
     target = (pixel_grid(height, width, device=flow_bw.device, dtype=torch.float32) + flow_bw.float())
+    finite = torch.isfinite(target).all(dim=1).flatten(1)  # a NaN/Inf flow lands nowhere (the trainer's NaN
+    target = torch.nan_to_num(target, nan=-2.0, posinf=-2.0, neginf=-2.0)  # guard then stops the run)
     x, y = target[:, 0].flatten(1), target[:, 1].flatten(1)  # (B, HW)
     x0, y0 = x.floor(), y.floor()
     counts = flow_bw.new_zeros(batch, height * width, dtype=torch.float32)
@@ -51,7 +53,7 @@ def range_map(flow_bw: torch.Tensor) -> torch.Tensor:
         for dy in (0, 1):
             xi, yi = x0 + dx, y0 + dy
             weight = (1 - (x - xi).abs()) * (1 - (y - yi).abs())
-            inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+            inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1) & finite
             index = (yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).long()
             counts.scatter_add_(1, index, weight * inside)
     return rearrange(counts, "b (h w) -> b 1 h w", h=height).to(flow_bw.dtype)
@@ -60,17 +62,19 @@ def range_map(flow_bw: torch.Tensor) -> torch.Tensor:
 def range_map_occlusion(flow_bw: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
     """Occluded <=> range_map(f_bw) < threshold (ARFlow's hard form, threshold 0.2).
 
-    Unlike the forward-backward check, a smooth or zero flow lands about one unit of mass on every pixel, so a poor
-    flow marks few pixels: the mask cannot switch the photometric loss off while the flow is still learning."""
+    Unlike the forward-backward check, a smooth or zero flow lands about one unit of mass on every pixel, so the
+    smooth flows of a network early in training mark few pixels (a noisy, non-smooth backward flow can still
+    mark many: hence the cap of `occlusion_mask`)."""
     return (range_map(flow_bw) < threshold).to(flow_bw.dtype)
 
 
 def cap_fraction(occluded: torch.Tensor, score: torch.Tensor, max_fraction: float) -> torch.Tensor:
     """Keep at most `max_fraction` of each image's pixels occluded: the ones with the highest `score`.
 
-    occluded, score: (B, 1, H, W). `max_fraction` >= 1 returns `occluded` unchanged. Ties at the cut may keep a
-    few pixels more. Our guard against the degenerate state in which the mask covers the whole image and the
-    photometric loss vanishes. Exactly `int(max_fraction * H * W)` pixels at most, ties broken by position."""
+    occluded, score: (B, 1, H, W). `max_fraction` >= 1 returns `occluded` unchanged; otherwise at most
+    `int(max_fraction * H * W)` pixels stay occluded (among equal scores at the cut, `topk` picks which). Our
+    guard against the degenerate state in which the mask covers the whole image and the photometric loss
+    vanishes."""
     if max_fraction >= 1:
         return occluded
     pixels = occluded[0].numel()

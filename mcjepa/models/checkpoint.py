@@ -47,7 +47,8 @@ def load_model(path: str | Path, device: str = "cpu"):
     return model.to(device).eval(), cfg
 
 
-INIT_PARTS = ("encoder", "flow_head")  # what `train.init` carries over: the shared encoder and the flow head
+INIT_PARTS = ("encoder", "flow_head", "upsampler")  # what `train.init` carries over: the shared encoder and the
+# whole flow path (the flow head and, with model.flow.upsample = "convex", its learned upsampler)
 
 
 def checkpoint_path(path: str | Path) -> Path:

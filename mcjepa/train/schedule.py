@@ -10,12 +10,13 @@ from ..config import Config
 
 
 def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
-    """Encoder + expander at lr_encoder, flow head at lr_flow; no weight decay on 1-D params (norms, biases)."""
+    """Encoder + expander at lr_encoder, flow head and its convex upsampler at lr_flow; no weight decay on 1-D
+    params (norms, biases)."""
     groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        part = "flow" if name.startswith("flow_head.") else "encoder"
+        part = "flow" if name.startswith(("flow_head.", "upsampler.")) else "encoder"
         groups.setdefault((part, param.ndim > 1), []).append(param)
     lr = {"encoder": cfg.train.lr_encoder, "flow": cfg.train.lr_flow}
     return [{"params": params, "lr": lr[part], "weight_decay": cfg.train.weight_decay if decay else 0.0,
