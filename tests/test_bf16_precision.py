@@ -3,7 +3,6 @@ every absolute coordinate is computed in float32, so the warp, the inside-image 
 occlusion check and the cost volume agree with float32 computations on the same (bf16-representable) values.
 In bfloat16 an absolute coordinate like 831 + 0.3 is rounded to a multiple of 4: a wrong pixel sampled."""
 
-import math
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 from mcjepa.losses.occlusion import forward_backward_occlusion
 from mcjepa.models.cost_volume import local_cost_volume
 from mcjepa.models.warp import inside_image_mask, resize_flow, warp
+from tests.test_warp import slow_bilinear  # the independent bilinear reference (float64 loop)
 
 BF16 = torch.bfloat16
 HEIGHT, WIDTHS = 8, (832, 1024)
@@ -30,18 +30,6 @@ def _flow(height, width, seed=0):
     return (torch.rand(1, 2, height, width, generator=generator) * 6 - 3).to(BF16)
 
 
-def _slow_bilinear(image, x, y):
-    """Independent reference: bilinear sample of image (C, H, W) float64 at (x, y), zero outside."""
-    _, height, width = image.shape
-    x0, y0 = math.floor(x), math.floor(y)
-    value = torch.zeros(image.shape[0], dtype=torch.float64)
-    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
-        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
-            if 0 <= yy < height and 0 <= xx < width:
-                value += wy * wx * image[:, yy, xx]
-    return value
-
-
 @pytest.mark.parametrize("width", WIDTHS)
 def test_bf16_warp_samples_where_float32_does(width):
     image = _striped(HEIGHT, width).to(BF16)
@@ -53,7 +41,7 @@ def test_bf16_warp_samples_where_float32_does(width):
     # and against a slow loop at the right end of the row, where bf16 coordinates were multiples of 4
     for x in (width - 5, width - 3):
         u, v = flow[0, 0, 4, x].item(), flow[0, 1, 4, x].item()
-        expected = _slow_bilinear(image[0].double(), x + u, 4 + v)
+        expected = slow_bilinear(image[0].double(), x + u, 4 + v)
         assert torch.allclose(out[0, :, 4, x].double(), expected, atol=2 ** -7), (x, u, v)
 
 
@@ -62,7 +50,7 @@ def test_a_bf16_coordinate_like_831_3_is_not_rounded():
     flow = torch.zeros(1, 2, HEIGHT, 832, dtype=BF16)
     flow[:, 0] = 0.30078125  # 0.3 in bfloat16
     out = warp(image.to(BF16), flow)[0, :, 4, 831 - 2]  # samples x = 829.3
-    expected = _slow_bilinear(image[0].to(BF16).double(), 829.30078125, 4.0)
+    expected = slow_bilinear(image[0].to(BF16).double(), 829.30078125, 4.0)
     assert torch.allclose(out.double(), expected, atol=2 ** -7)
     assert torch.tensor(829.3, dtype=BF16).item() == 828.0  # what bf16 coordinates would have sampled
 

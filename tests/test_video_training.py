@@ -156,3 +156,16 @@ def test_a_steady_pan_is_kept_and_only_the_cut_is_dropped():
     change = (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3))
     assert (change[[0, 1, 2, 5, 6, 7]] > MAX_CHANGE).all()  # the pan alone would fail an absolute bound
     assert changing_pairs(frames).tolist() == [True, True, True, False, False, True, True, True]
+
+
+def test_compared_flows_are_scored_on_the_same_pixels():
+    """A flow that points out of the frame drops those pixels for every flow compared with it, not only its own."""
+    torch.manual_seed(1)
+    frame1, frame2 = torch.rand(1, 3, 16, 20), torch.rand(1, 3, 16, 20)
+    away = torch.zeros(1, 2, 16, 20)
+    away[:, 0, :, 10:] = 30.0  # the right half leaves the image
+    table = photometric_errors({"zero": zero_flow, "away": lambda a, b: away},
+                               [{"frame1": frame1[0], "frame2": frame2[0]}])
+    left = (frame1 - frame2)[..., :10].abs().mean().item()  # zero flow on the left half only, by hand
+    assert table["zero"]["photometric"] == pytest.approx(left, rel=1e-5)
+    assert pair_errors(frame1, frame2, zero_flow(frame1, frame2))["photometric"] != pytest.approx(left, rel=1e-5)
