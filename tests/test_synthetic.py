@@ -309,3 +309,56 @@ def test_export_davis_layout_and_read_back(tmp_path):
     assert torch.equal(loaded["masks"], truth["masks"])
     difference = (loaded["frames"] - truth["frames"]).abs()
     assert difference.mean() < 0.01 and difference.max() < 0.15, (difference.mean(), difference.max())
+
+
+# ------------------------------------------------------------------------------------------ texture modes
+def _colour_classifier_accuracy(textures: str, scenes: int = 24) -> float:
+    """Accuracy, on held-out scenes, of a nearest-class-mean classifier on a pixel's RGB over the object pixels:
+    what colour alone says about the class."""
+    cfg = SceneConfig(height=48, width=64, textures=textures)
+
+    def pixels(split):
+        rgb, labels = [], []
+        for i in range(scenes):
+            still = render_still(derive_seed(0, split, i), cfg)
+            objects = still["label"] > 0
+            rgb.append(still["image"].permute(1, 2, 0)[objects])
+            labels.append(still["label"][objects])
+        return torch.cat(rgb), torch.cat(labels)
+
+    train_rgb, train_labels = pixels("train")
+    test_rgb, test_labels = pixels("test")
+    classes = sorted(set(train_labels.tolist()) & set(test_labels.tolist()))
+    means = torch.stack([train_rgb[train_labels == c].mean(0) for c in classes])
+    keep = torch.isin(test_labels, torch.tensor(classes))
+    nearest = torch.cdist(test_rgb[keep], means).argmin(1)
+    return (torch.tensor(classes)[nearest] == test_labels[keep]).float().mean().item()
+
+
+def test_camouflage_takes_the_class_information_out_of_colour():
+    """With a photo per class, colour alone names most object pixels' class; with one photo for every layer
+    of a scene (camouflage) it is near chance (1/5 for the five shapes)."""
+    assert _colour_classifier_accuracy("class") > 0.6
+    assert _colour_classifier_accuracy("scene") < 0.4
+
+
+def test_texture_modes_draw_from_their_pools():
+    rng = np.random.default_rng
+    scene = sample_scene(rng(3), 2, SceneConfig(textures="scene", min_objects=3))
+    assert all(layer.texture is scene[0].texture for layer in scene[1:])  # camouflage: the background's photo
+    classes = sample_scene(rng(3), 2, SceneConfig(textures="class", min_objects=3))
+    assert all(layer.texture.shape != classes[0].texture.shape or not torch.equal(layer.texture, classes[0].texture)
+               for layer in classes[1:])
+    with pytest.raises(ValueError, match="textures must be one of"):
+        SceneConfig(textures="stripes")
+
+
+def test_class_mode_is_the_default_and_unchanged_by_the_new_modes():
+    """The "class" mode consumes the random stream exactly as before the other modes existed: the layers' poses
+    do not depend on the texture mode (textures are drawn after the class and radius of each layer)."""
+    default = render_still(11, SceneConfig())
+    explicit = render_still(11, SceneConfig(textures="class"))
+    assert torch.equal(default["image"], explicit["image"])
+    shared = sample_scene(np.random.default_rng(11), 1, SceneConfig(textures="scene"))
+    classes = sample_scene(np.random.default_rng(11), 1, SceneConfig(textures="class"))
+    assert [layer.class_id for layer in shared][:2] == [layer.class_id for layer in classes][:2]

@@ -14,8 +14,13 @@ Textures are photos shipped in scikit-image's wheel (`skimage.data`), loaded onc
 that their short side is `texture_scale * min(H, W)` (so images scale with (height, width)) and pre-blurred
 by a Gaussian of `texture_blur_sigma` texels, which keeps bilinear re-sampling close to exact (brightness
 constancy of the ground-truth flow holds up to a small interpolation error).
-Each object class has its own shape and its own photo (grey photos get a class colour), so that classes are
-linearly separable from local appearance.
+Two texture modes (`SceneConfig.textures`):
+- "class" (the default): each object class has its own shape and its own photo (grey photos get a class
+  colour), so classes are linearly separable from local appearance (colour alone places them);
+- "scene" (camouflage): every layer of a scene, the background included, carries the same photo (drawn per
+  scene from `SHARED_TEXTURES`, at its own offset), so appearance carries no class information: only an
+  object's outline (a texture discontinuity) and, in video, its motion tell it from the background and from
+  the other objects. README ("Content evaluations") has what the instruments measure on it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ CLASS_NAMES: tuple[str, ...] = tuple(row[0] for row in CLASS_TABLE)
 SHAPES: tuple[str, ...] = tuple(row[1] for row in CLASS_TABLE)
 # Background photos: none of them is used by an object class (coffee was left out: too close to chelsea).
 BACKGROUND_PHOTOS: tuple[str, ...] = ("astronaut", "rocket", "camera", "coins")
+# The pool of the "scene" mode: (photo, tint) of every object class and every background photo.
+SHARED_TEXTURES: tuple[tuple[str, tuple[float, float, float] | None], ...] = (
+    tuple((photo, tint) for _, _, photo, tint in CLASS_TABLE[1:]) + tuple((photo, None) for photo in BACKGROUND_PHOTOS))
+TEXTURE_MODES = ("class", "scene")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class SceneConfig:
     object_radius_range: tuple[float, float] = (0.10, 0.20)
     texture_scale: float = 3.0
     texture_blur_sigma: float = 1.0
+    textures: str = "class"  # "class" | "scene" (module docstring)
 
     def __post_init__(self):
         if self.height < 8 or self.width < 8:
@@ -80,6 +90,8 @@ class SceneConfig:
         low, high = self.object_radius_range
         if not 0 < low <= high:
             raise ValueError(f"SceneConfig: object_radius_range {self.object_radius_range} must be 0 < low <= high")
+        if self.textures not in TEXTURE_MODES:
+            raise ValueError(f"SceneConfig: textures must be one of {TEXTURE_MODES}, got {self.textures!r}")
 
     @property
     def num_classes(self) -> int:
@@ -154,12 +166,24 @@ def class_texture(class_id: int, cfg: SceneConfig) -> torch.Tensor:
     return photo_texture(photo, short_side, cfg.texture_blur_sigma, tint)
 
 
+def scene_texture(rng: np.random.Generator, cfg: SceneConfig) -> torch.Tensor:
+    """The one texture of a "scene"-mode scene: a photo and tint drawn uniformly from `SHARED_TEXTURES`, short
+    side large enough for the background (1.5x the image diagonal) and for an object
+    (`texture_scale * min(H, W)`), whichever is larger."""
+    photo, tint = SHARED_TEXTURES[rng.integers(len(SHARED_TEXTURES))]
+    short_side = max(16, math.ceil(1.5 * math.hypot(cfg.height, cfg.width)),
+                     round(cfg.texture_scale * min(cfg.height, cfg.width)))
+    return photo_texture(photo, short_side, cfg.texture_blur_sigma, tint)
+
+
 def sample_scene(rng: np.random.Generator, num_frames: int, cfg: SceneConfig) -> list[Layer]:
     """Random layers [background, object 1 (back), ..., object K (front)], K in [min_objects, max_objects].
 
     Each object's class is uniform over 1..num_classes-1; its centre at the middle frame (T-1)/2 is uniform
-    over the central 80% of the image, so objects stay mostly in view over the sequence.
+    over the central 80% of the image, so objects stay mostly in view over the sequence. Textures follow
+    `cfg.textures` ("class" draws exactly the random numbers it drew before the "scene" mode existed).
     """
+    camouflage = cfg.textures == "scene"
     height, width = cfg.height, cfg.width
     diagonal = math.hypot(height, width)
     mid_time = (num_frames - 1) / 2.0
@@ -174,8 +198,11 @@ def sample_scene(rng: np.random.Generator, num_frames: int, cfg: SceneConfig) ->
                     log_scale_velocity=fraction * max_log_scale * rng.uniform(-1.0, 1.0))
 
     # Background: a photo at least 1.5x the image diagonal, canonical origin at the image centre.
-    photo = BACKGROUND_PHOTOS[rng.integers(len(BACKGROUND_PHOTOS))]
-    texture = photo_texture(photo, max(16, math.ceil(1.5 * diagonal)), cfg.texture_blur_sigma, None)
+    if camouflage:
+        texture = shared = scene_texture(rng, cfg)
+    else:
+        photo = BACKGROUND_PHOTOS[rng.integers(len(BACKGROUND_PHOTOS))]
+        texture = photo_texture(photo, max(16, math.ceil(1.5 * diagonal)), cfg.texture_blur_sigma, None)
     tex_h, tex_w = texture.shape[-2:]
     half = diagonal / 2.0
     texture_center = (rng.uniform(min(half, tex_w / 2), max(tex_w - half, tex_w / 2)),
@@ -188,7 +215,7 @@ def sample_scene(rng: np.random.Generator, num_frames: int, cfg: SceneConfig) ->
     for _ in range(num_objects):
         class_id = int(rng.integers(1, len(CLASS_NAMES)))
         radius = min(height, width) * rng.uniform(*cfg.object_radius_range)
-        texture = class_texture(class_id, cfg)
+        texture = shared if camouflage else class_texture(class_id, cfg)
         tex_h, tex_w = texture.shape[-2:]
         reach = 1.5 * radius + 2.0  # the shapes fit in |u|_inf <= 1.25 radius
         texture_center = (rng.uniform(min(reach, tex_w / 2), max(tex_w - reach, tex_w / 2)),
