@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from .config import apply_overrides, preset
+from .config import METHODS, apply_overrides, for_method, preset
 from .data.manifests import main as data_main
 from .data.registry import flow_eval_dataset
 from .eval.flow_metrics import evaluate_flow_dataset
@@ -20,8 +20,7 @@ from .train.trainer import TrainingDiverged, train
 
 
 def _train(args: argparse.Namespace) -> int:
-    cfg = preset(args.preset)
-    cfg.train.method = args.method
+    cfg = for_method(preset(args.preset), args.method)
     if args.video and args.eval_every:
         raise ValueError("--eval-every logs the flow EPE on held-out pairs with ground truth, which a video has "
                          "not: leave it out (notebook 15 measures held-out photometric errors instead)")
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     train_cmd = sub.add_parser("train", help="train M-JEPA, VICReg or MC-JEPA")
     train_cmd.add_argument("--preset", default="tiny", help="tiny | paper")
-    train_cmd.add_argument("--method", default="mc-jepa", choices=["m-jepa", "vicreg", "mc-jepa"])
+    train_cmd.add_argument("--method", default="mc-jepa", choices=list(METHODS))
     train_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field by its dotted name, e.g. loss.cycle=0.2 (repeatable)")
     train_cmd.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, checkpoint.pt)")

@@ -47,7 +47,7 @@ VERDICT_RULE = ("Welch's t test (unequal variances) on the per-seed values, one-
 METHODS = ("m-jepa", "vicreg", "mc-jepa")
 TASKS = {"m-jepa": ("flow", "segmentation", "davis"), "vicreg": ("segmentation", "davis"),
          "mc-jepa": ("flow", "segmentation", "davis")}
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: the probe reads the stride-8/16/32 features of 384 stills (data.registry EMBEDDED_EVAL)
 
 
 # ------------------------------------------------------------------------------------------- method runs
@@ -110,14 +110,15 @@ def method_results(seeds: Sequence[int] = (0, 1, 2), scale: str = "tiny", train:
 
 def stale_evaluations(seeds: Sequence[int], scale: str = "tiny", figures_dir: str | Path | None = None) -> list[str]:
     """The method runs ("m-jepa seed 1", ...) whose stored evaluation (`result_path`) is missing or was measured
-    with another config than today's preset: after a recipe change the claims table is out of date until the
-    full profile (`make reproduce`) re-measures it."""
+    with another config than today's preset or another evaluation protocol (`RESULT_FORMAT`): after a recipe or
+    protocol change the claims table is out of date until the full profile (`make reproduce`) re-measures it."""
     stale = []
     for method in METHODS:
         for seed in seeds:
             path = result_path(method, seed, figures_dir)
             cfg_hash = config_hash(run_config(scale, method, {}, seed=seed))
-            if not path.is_file() or json.loads(path.read_text()).get("config_hash") != cfg_hash:
+            stored = json.loads(path.read_text()) if path.is_file() else {}
+            if stored.get("config_hash") != cfg_hash or stored.get("format") != RESULT_FORMAT:
                 stale.append(f"{method} seed {seed}")
     return stale
 

@@ -55,6 +55,7 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     flow: FlowHeadConfig = field(default_factory=FlowHeadConfig)
     expander: tuple[int, ...] = (8192, 8192, 8192)  # VICReg expander widths after the pooled 768-d vector
+    segmentation_classes: int = 0  # classes of the 1x1 segmentation head of train.method="supervised" (0: no head)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class LossConfig:
     vicreg_std: float = 25.0
     vicreg_cov: float = 1.0
     balance: float = 0.1  # lambda of L_flow + lambda * L_ssl (Fig. 5-3)
+    supervised_class_weights: str = "balanced"  # supervised ceiling: "balanced" weighs each class present in the
+    # batch equally (1 / (K' * its pixel share)), "none" plain cross-entropy (87 % of the pixels are background)
 
 
 @dataclass
@@ -112,6 +115,8 @@ class DataConfig:
     embedded_max_translation: float = 8.0  # px/frame of the generated objects (background: 0.4x); defines the
     # held-out evaluation pairs too
     embedded_train_max_translation: float = 0.0  # training pairs only; 0 = same as embedded_max_translation
+    embedded_textures: str = "class"  # "class": each class its own photo | "scene": one photo for every layer of a
+    # scene, background included (camouflage: only outline and motion tell objects apart; data.synthetic_scene)
     seed: int = 0
     image_seed_offset: int = 7919  # the image stream's batch order is seeded by seed + this (the pairs': seed)
     # frame-pair augmentation (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
@@ -125,7 +130,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    method: str = "mc-jepa"  # "m-jepa" | "vicreg" | "mc-jepa"
+    method: str = "mc-jepa"  # "m-jepa" | "vicreg" | "mc-jepa" | "supervised" (the content ceiling: cross-entropy
+    # on the class maps of the embedded stills, same steps and image batch as VICReg; mcjepa.train.trainer)
     epochs: int = 100
     steps_per_epoch: int = 1000
     flow_start_epoch: float = 10.0  # SSL only before this epoch (MC-JEPA); Fig. 5-1
@@ -334,6 +340,24 @@ def _tuple_of(key: str, value: tuple, kind: str, length: int | None = None, low:
         raise ValueError(f"{key} must be a tuple of {size}{rule}, got {value!r}")
 
 
+METHODS = ("m-jepa", "vicreg", "mc-jepa", "supervised")
+# The ceiling's lr, chosen on the ceiling alone: at the presets' 3e-4 its balanced cross-entropy was still near
+# chance (1.4-1.8, ln 6 = 1.79) after the 600 tiny steps; at 1e-3 it fell to 0.15 on the embedded stills.
+SUPERVISED_LR = 1e-3
+EMBEDDED_CLASSES = 6  # background + the five shapes of the embedded data (data.synthetic_scene.CLASS_TABLE)
+
+
+def for_method(cfg: Config, method: str) -> Config:
+    """`cfg` (changed in place and returned) set to train `method`; "supervised" also gets its segmentation
+    head (`model.segmentation_classes` = the embedded classes) and its learning rate (`SUPERVISED_LR`), the
+    other methods no head. Overrides applied afterwards win."""
+    cfg.train.method = method
+    cfg.model.segmentation_classes = EMBEDDED_CLASSES if method == "supervised" else 0
+    if method == "supervised":
+        cfg.train.lr_encoder = SUPERVISED_LR
+    return cfg
+
+
 # the rules most knobs share: (check, what is valid)
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
@@ -342,6 +366,7 @@ PROBABILITY = (lambda v: 0 <= v <= 1, "in [0, 1]")
 # Dotted name -> (predicate, valid range in words). Types are checked first, by `_check_type`.
 _RANGES: dict[str, tuple[Any, str]] = {
     "model.encoder.stem_dim": AT_LEAST_ONE,
+    "model.segmentation_classes": NON_NEGATIVE,
     "model.encoder.drop_path": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "model.encoder.layer_scale_init": NON_NEGATIVE,
     "model.flow.radius": (lambda v: v >= 1, ">= 1 (the cost volume has (2r+1)^2 channels)"),
@@ -387,6 +412,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "loss.occlusion_method": (lambda v: v in ("fb", "range"), "'fb' or 'range'"),
     "loss.occlusion_max_fraction": PROBABILITY,
     "data.video_max_frames": (lambda v: v >= 0, ">= 0 (0: every frame)"),
+    "loss.supervised_class_weights": (lambda v: v in ("balanced", "none"), "'balanced' or 'none'"),
+    "data.embedded_textures": (lambda v: v in ("class", "scene"), "'class' or 'scene'"),
 }
 _NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
                       "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
@@ -427,8 +454,16 @@ def validate(cfg: Config) -> None:
         if key in _RANGES and not _RANGES[key][0](value):
             raise ValueError(f"{key} must be {_RANGES[key][1]}, got {value!r}")
     _check_tuples(cfg)
-    if cfg.train.method not in ("m-jepa", "vicreg", "mc-jepa"):
-        raise ValueError(f"train.method must be 'm-jepa', 'vicreg' or 'mc-jepa', got {cfg.train.method!r}")
+    if cfg.train.method not in METHODS:
+        raise ValueError(f"train.method must be one of {METHODS}, got {cfg.train.method!r}")
+    if (cfg.train.method == "supervised") != (cfg.model.segmentation_classes > 0):
+        raise ValueError(f"train.method={cfg.train.method!r} with model.segmentation_classes="
+                         f"{cfg.model.segmentation_classes}: the supervised ceiling needs its head (the number of "
+                         f"classes, 6 for the embedded stills: `for_method(cfg, 'supervised')` sets it) and the "
+                         f"self-supervised methods have none (0)")
+    if cfg.train.method == "supervised" and cfg.data.image_dataset != "embedded":
+        raise ValueError(f"train.method='supervised' trains on the class maps of the embedded stills; "
+                         f"data.image_dataset={cfg.data.image_dataset!r} has no dense labels")
     if cfg.train.sampling not in ("combined", "alternate"):
         raise ValueError(f"train.sampling must be 'combined' or 'alternate', got {cfg.train.sampling!r}")
     if cfg.loss.level_weights and len(cfg.loss.level_weights) != len(cfg.model.flow.strides):
@@ -467,6 +502,9 @@ HASH_NEUTRAL: dict[str, Any] = {
     "data.view_augment": "auto",
     "data.video_max_frames": 0,
     "train.init": "",
+    "data.embedded_textures": "class",
+    "model.segmentation_classes": 0,
+    "loss.supervised_class_weights": "balanced",
 }
 
 

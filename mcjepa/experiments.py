@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import Config, apply_overrides, config_hash, from_dict, preset
+from .config import Config, apply_overrides, config_hash, for_method, from_dict, preset
 from .data.registry import VIDEO_PREFIX
 from .data.video import frame_source
 from .models.checkpoint import checkpoint_path, read_checkpoint
@@ -64,8 +64,7 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
     """The preset of `scale` for `method` with dotted overrides; the keyword arguments are the notebooks'
     common parameters (None keeps the preset's value). At paper scale `data_roots` names the dataset
     folders ({"sintel": "/data/Sintel", ...})."""
-    cfg = preset(check_scale(scale))
-    cfg.train.method = method
+    cfg = for_method(preset(check_scale(scale)), method)
     overrides = dict(overrides or {})
     check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed)
     for key, value in (("train.epochs", epochs), ("train.steps_per_epoch", steps_per_epoch), ("train.seed", seed)):

@@ -22,6 +22,9 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from .config import Config
+from .eval.compare import untrained_run
+from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED
+from .eval.suite import RawColour
 from .eval.tables import save_results_table
 from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config, save_json
 from .train.checkpoint import load_model
@@ -83,6 +86,18 @@ class Session:
     def run(self, cfg: Config) -> Path:
         """The folder of the finished run of `cfg` under runs_dir: reused if there, resumed or trained if not."""
         return ensure_run(cfg, runs_dir=self.runs_dir, progress=self.progress, eval_every=self.eval_every)
+
+    def reference_runs(self, base: Config) -> dict:
+        """The reference rows of a content table, {label: run}: the supervised ceiling (trained and cached like
+        any run, from the session's preset and schedule; only where the training stills have class maps, i.e.
+        the embedded data), the untrained encoder of `base`'s architecture and the raw-colour floor on `base`'s
+        evaluation data (`mcjepa.eval.references`)."""
+        rows = {}
+        if base.data.image_dataset == "embedded":
+            rows[SUPERVISED] = self.run(self.config("supervised"))
+        rows[UNTRAINED] = untrained_run(base, self.runs_dir)
+        rows[RAW_COLOUR] = RawColour(base)
+        return rows
 
     @staticmethod
     def model(run: str | Path):

@@ -10,8 +10,8 @@ from scipy import stats
 
 from mcjepa import claims as claims_module
 from mcjepa.ablations import EVAL_DATASETS, base_config
-from mcjepa.claims import (claims, claims_markdown, cycle_claim, method_result, result_path, save_claims, verdict,
-                           welch)
+from mcjepa.claims import (RESULT_FORMAT, claims, claims_markdown, cycle_claim, method_result, result_path,
+                           save_claims, verdict, welch)
 from mcjepa.experiments import config_hash, run_config, run_dir
 from tests.test_ablations import write_point
 
@@ -112,8 +112,8 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
     for method, epes in (("mc-jepa", (1.50, 1.52, 1.48)), ("m-jepa", (1.40, 1.41, 1.39))):
         for seed, epe in enumerate(epes):
             cfg = run_config("tiny", method, {}, seed=seed)
-            data = {"format": 1, "config_hash": config_hash(cfg), "epe/embedded": epe, "epe/motorcycle": 4.0 + seed,
-                    "miou": 0.16 + 0.01 * seed, "jf": 0.45,
+            data = {"format": RESULT_FORMAT, "config_hash": config_hash(cfg), "epe/embedded": epe,
+                    "epe/motorcycle": 4.0 + seed, "miou": 0.16 + 0.01 * seed, "jf": 0.45,
                     "eval_datasets": {**EVAL_DATASETS["tiny"], "flow": ["embedded", "motorcycle"]}}
             result_path(method, seed, tmp_path).parent.mkdir(parents=True, exist_ok=True)
             result_path(method, seed, tmp_path).write_text(json.dumps(data))

@@ -158,6 +158,10 @@ def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
     assert experiments.is_finished(tmp_path, cfg)
 
 
+VALID_OTHER = {"data.embedded_textures": "scene", "loss.supervised_class_weights": "none"}
+TOGETHER_WITH = {"model.segmentation_classes": {"train.method": "supervised"}}  # valid only with its method
+
+
 def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
     from mcjepa.config import HASH_NEUTRAL, identity, tiny
     from mcjepa.experiments import config_hash
@@ -168,8 +172,8 @@ def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
         section, name = key.split(".")
         assert getattr(getattr(base, section), name) == neutral  # the default reproduces the old behaviour
         assert name not in identity(base)[section]
-        other = {float: 0.25, int: 3, str: "paper", tuple: (0.1, 0.1, 0.1, 0.0)}[type(neutral)]
-        changed = apply_overrides(tiny(), {key: other})
+        other = VALID_OTHER.get(key, {float: 0.25, int: 3, str: "paper", tuple: (0.1, 0.1, 0.1, 0.0)}[type(neutral)])
+        changed = apply_overrides(tiny(), {key: other, **TOGETHER_WITH.get(key, {})})
         assert identity(changed)[section][name] == other and config_hash(changed) != config_hash(base)
     other = apply_overrides(tiny(), {"loss.cycle": 0.2})
     assert config_hash(other) != config_hash(base)

@@ -30,7 +30,7 @@ def test_builders_roots_and_errors():
     cfg = tiny()
     assert len(flow_eval_dataset("embedded", None, cfg)) == 32
     train, val, classes = segmentation_datasets("embedded", None, cfg)
-    assert (len(train), len(val), classes) == (96, 32, len(class_names("embedded")))
+    assert (len(train), len(val), classes) == (384, 128, len(class_names("embedded")))
     assert len(video_dataset("embedded", None, cfg)) == 6
     with pytest.raises(ValueError, match="data verify sintel ROOT"):
         flow_eval_dataset("sintel_final", None, cfg)

@@ -57,7 +57,8 @@ def embedded_scene(cfg: DataConfig, split: str = "test"):
     translation = cfg.embedded_max_translation
     if split == "train" and cfg.embedded_train_max_translation > 0:
         translation = cfg.embedded_train_max_translation
-    return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation)
+    return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation,
+                       textures=cfg.embedded_textures)
 
 
 def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: bool = False) -> Dataset:
@@ -109,6 +110,32 @@ def image_dataset(cfg: DataConfig, split: str = "train", images_only: bool = Fal
     raise ValueError(f"unknown image dataset {name!r}; known: {IMAGE_DATASETS}")
 
 
+def labelled_stills(cfg: DataConfig) -> Dataset:
+    """The embedded training stills with their class maps, {"image" (3,H,W), "label" (H,W) int64}, rendered
+    once: the training data of the supervised ceiling (`train.method="supervised"`), the same stills as VICReg's.
+    Raises ValueError for another image dataset (no dense labels)."""
+    if cfg.image_dataset != "embedded":
+        raise ValueError(f"labelled stills exist for the embedded data only, not data.image_dataset="
+                         f"{cfg.image_dataset!r}")
+    stills = SyntheticStills(cfg.embedded_pairs, seed=cfg.seed, cfg=embedded_scene(cfg), split="train")
+    return RenderedOnce(stills, ("image", "label"))
+
+
+def collate_labelled(samples: list[dict], size: tuple[int, int], generator: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled stills -> (images (B,3,h,w), labels (B,h,w) int64): one random crop of `size` = (h, w) per
+    still, the same for image and label, then a horizontal flip with probability 1/2 (both drawn from
+    `generator`). No resizing, so the labels stay exact. Raises ValueError for a still smaller than `size`."""
+    images, labels = [], []
+    for sample in samples:
+        crop = random_crop({"image": sample["image"], "label": sample["label"]}, size, generator,
+                           sample.get("name", ""))
+        flip = bool(torch.rand((), generator=generator) < 0.5)
+        images.append(crop["image"].flip(-1) if flip else crop["image"])
+        labels.append(crop["label"].flip(-1) if flip else crop["label"])
+    return torch.stack(images), torch.stack(labels).long()
+
+
 def random_crop(tensors: dict[str, torch.Tensor], size: tuple[int, int], generator: torch.Generator,
                 name: str = "") -> dict[str, torch.Tensor]:
     """Crop every (.., H, W) tensor of a sample at one random offset to `size` = (h, w)."""
@@ -148,7 +175,8 @@ def collate_images(samples: list[dict], size: tuple[int, int], generator: torch.
 # ---- evaluation datasets ------------------------------------------------------------------------------------
 
 EVAL_TASKS = ("flow", "segmentation", "davis")
-EMBEDDED_EVAL = {"flow_pairs": 32, "seg_train": 96, "seg_val": 32, "sequences": 6, "frames": 8}
+EMBEDDED_EVAL = {"flow_pairs": 32, "seg_train": 384, "seg_val": 128, "sequences": 6, "frames": 8}
+EMBEDDED_PROBE_WEIGHTS = "none"
 
 
 @dataclass(frozen=True)
@@ -162,6 +190,11 @@ class EvalDataset:
     classes:       class names, index = label id (segmentation only)
     paper_column:  the column of the paper's table (mcjepa.eval.tables) its headline number goes to
     stands_in_for: at tiny scale, the paper column it stands in for (the row label says so)
+    features:      the frozen features the probe / label propagation reads (`eval.runners.feature_fn` levels):
+                   "last" = the stride-32 stage (the paper's protocol at 512 px: a 16x16 grid), "concat" = the
+                   stride-8, 16 and 32 stages on the stride-8 grid (DINO's propagation grid; the embedded
+                   stills at 96x128 give a 3x4 stride-32 grid, on which every probe predicted background)
+    class_weights: the linear probe's cross-entropy weights (`LinearProbeConfig.class_weights`)
     """
 
     build: Callable[[str | None, Config], object]
@@ -170,6 +203,8 @@ class EvalDataset:
     classes: tuple[str, ...] = ()
     paper_column: str | None = None
     stands_in_for: str | None = None
+    features: str = "last"
+    class_weights: str = "none"
 
 
 def _embedded_pairs(root: str | None, cfg: Config) -> Dataset:
@@ -204,7 +239,7 @@ EVAL_DATASETS: dict[str, dict[str, EvalDataset]] = {
     },
     "segmentation": {
         "embedded": EvalDataset(_embedded_stills, needs_root=False, classes=tuple(CLASS_NAMES),
-                                stands_in_for="voc_linear"),
+                                stands_in_for="voc_linear", features="concat", class_weights=EMBEDDED_PROBE_WEIGHTS),
         "pascal_voc": EvalDataset(lambda r, c: (cd.PascalVOC(r, "train_aug"), cd.PascalVOC(r, "val")),
                                   classes=cd.VOC_CLASSES, paper_column="voc_linear"),
         "cityscapes": EvalDataset(lambda r, c: (cd.Cityscapes(r, "train"), cd.Cityscapes(r, "val")),
@@ -213,8 +248,9 @@ EVAL_DATASETS: dict[str, dict[str, EvalDataset]] = {
                               classes=cd.ADE20K_CLASSES, paper_column="ade20k_linear"),
     },
     "davis": {
-        "embedded": EvalDataset(_embedded_sequences, needs_root=False, stands_in_for="davis_jf"),
-        "davis2017": EvalDataset(lambda r, c: cd.DAVIS2017(r, split="val"), paper_column="davis_jf"),
+        "embedded": EvalDataset(_embedded_sequences, needs_root=False, stands_in_for="davis_jf", features="concat"),
+        "davis2017": EvalDataset(lambda r, c: cd.DAVIS2017(r, split="val"), paper_column="davis_jf",
+                                 features="concat"),
     },
 }
 

@@ -37,6 +37,7 @@ from ..models.mcjepa import MCJEPA
 from ..utils import atomic_torch_save, atomic_write, resolve_dir
 from . import suite
 from .classical import CLASSICAL_FLOW, classical_flow_results
+from .references import FLOORS, SUPERVISED, range_fraction
 
 TASKS = EVAL_TASKS
 # Views of the registry (mcjepa.data.registry.EVAL_DATASETS), task -> {evaluation dataset: column of the paper's
@@ -54,9 +55,10 @@ SHORT_COLUMN = {"sintel_clean_train": "Sintel clean", "sintel_final_train": "Sin
 FLOW_METRICS = (("epe", "EPE (px)", 1, 2), ("fl", "Fl (%)", 1, 1), ("px1", "<1 px (%)", 100, 1),
                 ("px3", "<3 px (%)", 100, 1), ("px5", "<5 px (%)", 100, 1), ("epe_noc", "EPE noc", 1, 2),
                 ("epe_occ", "EPE occ", 1, 2), ("n_images", "pairs", 1, 0))
-SEGMENTATION_METRICS = (("miou", "mIoU (%)", 100, 1), ("pixel_acc", "pixel acc. (%)", 100, 1))
+RANGE_METRIC = ("range", "of floor-to-ceiling range (%)", 100, 0)
+SEGMENTATION_METRICS = (("miou", "mIoU (%)", 100, 1), ("pixel_acc", "pixel acc. (%)", 100, 1), RANGE_METRIC)
 DAVIS_METRICS = (("J_mean", "J (%)", 100, 1), ("F_mean", "F (%)", 100, 1), ("JF_mean", "J&F (%)", 100, 1),
-                 ("n_objects", "objects", 1, 0))
+                 RANGE_METRIC, ("n_objects", "objects", 1, 0))
 
 
 def _check_task(task: str) -> str:
@@ -107,6 +109,22 @@ def evaluate_runs(runs: Mapping[str, str | Path], task: str, datasets: Sequence[
             if task in result:
                 out.setdefault(method, {})[dataset] = result[task]
     return out
+
+
+def add_range_fraction(results: dict, key: str) -> dict:
+    """`results` ({method: {dataset: metrics}}) with metrics["range"] = the fraction of the floor-to-ceiling
+    range that `key` covers (`references.range_fraction`: floors "raw colour" and "untrained", ceiling
+    "supervised", each present on the same dataset); NaN where a reference is missing. Changed in place and
+    returned."""
+    for dataset in {d for per in results.values() for d in per}:
+        def value(method):
+            return results.get(method, {}).get(dataset, {}).get(key, math.nan)
+        floors = [value(m) for m in FLOORS if m in results]
+        ceiling = value(SUPERVISED)
+        for per in results.values():
+            if dataset in per:
+                per[dataset]["range"] = range_fraction(per[dataset].get(key, math.nan), floors, ceiling)
+    return results
 
 
 def zero_flow_results(cfg: Config, datasets: Sequence[str], roots: Mapping | None = None) -> dict:

@@ -86,6 +86,8 @@ class LinearProbeConfig:
     batch_size: int = 8  # images per step
     cosine_schedule: bool = True  # lr cosine-decayed to 0 over all steps
     standardize: bool = True  # per-channel train mean/std before the 1x1 conv
+    class_weights: str = "none"  # "none" | "balanced": cross-entropy weights 1 / (K * frequency of the class
+    # among the train pixels), so that a probe cannot score well by predicting the majority class everywhere
     extract_batch_size: int = 8  # images per feature_fn call
     ignore_index: int = IGNORE_INDEX
     seed: int = 0
@@ -138,6 +140,25 @@ def check_probe(cfg: LinearProbeConfig, num_classes: int) -> None:
     for name, value in (("lr", cfg.lr), ("weight_decay", cfg.weight_decay)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
             raise ValueError(f"linear probe: {name} must be a finite number >= 0, got {value!r}")
+
+
+def class_weights(labels: list[torch.Tensor], num_classes: int, mode: str = "none",
+                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor | None:
+    """Cross-entropy weights (K,) from the train labels: None for "none"; for "balanced" w_c = N / (K' n_c)
+    over the K' classes present (n_c pixels of class c, N = sum n_c; absent classes weigh 0), so that every
+    present class contributes equally. Raises ValueError for another mode."""
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise ValueError(f"LinearProbeConfig.class_weights must be 'none' or 'balanced', got {mode!r}")
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for label in labels:
+        kept = label[label != ignore_index].long()
+        counts += torch.bincount(kept, minlength=num_classes)[:num_classes].double()
+    present = counts > 0
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.float()
 
 
 def _channel_stats(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,6 +257,8 @@ def linear_probe_segmentation(
         else (lambda s: 1.0),
     )
 
+    weight = class_weights(train_labels, num_classes, cfg.class_weights, cfg.ignore_index)
+    weight = weight.to(device) if weight is not None else None
     history = []
     for epoch in tqdm(range(cfg.epochs), desc="linear probe", disable=not cfg.progress):
         order = torch.randperm(len(train_feats), generator=gen).tolist()
@@ -246,7 +269,8 @@ def linear_probe_segmentation(
             if n_pix == 0:
                 continue
             loss = (
-                sum(F.cross_entropy(lg, y, ignore_index=cfg.ignore_index, reduction="sum") for lg, y in pairs) / n_pix
+                sum(F.cross_entropy(lg, y, weight=weight, ignore_index=cfg.ignore_index, reduction="sum")
+                    for lg, y in pairs) / n_pix
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()

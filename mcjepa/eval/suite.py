@@ -8,16 +8,30 @@ Results are plain dicts of floats (fractions for mIoU and J&F, pixels for EPE, p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from ..data.registry import EVAL_TASKS, flow_eval_dataset, segmentation_datasets, video_dataset
+from ..config import Config
+
+from ..data.registry import EVAL_TASKS, eval_spec, flow_eval_dataset, segmentation_datasets, video_dataset
 from ..models.checkpoint import load_model
 from .davis import evaluate_davis
+from .references import raw_colour_fn
 from .flow_metrics import evaluate_flow_dataset
 from .runners import feature_fn, flow_fn
 from .segmentation import LinearProbeConfig, linear_probe_segmentation
 
 TASKS = EVAL_TASKS
+
+
+@dataclass(frozen=True)
+class RawColour:
+    """Stands for a run in `evaluate_run`: the no-network floor (`references.raw_colour_fn`) on the evaluation
+    data of `config` (its data section: the embedded scene)."""
+
+    config: Config
+    name: str = "raw colour (no network)"  # what tables print where a run prints its folder name
 
 
 def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:
@@ -28,27 +42,50 @@ def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:
                                  max_samples=max_samples, progress=False)
 
 
+def fit_probe(features, dataset: str, cfg: Config, root: str | None = None, progress: bool = True,
+              seed: int = 0) -> dict:
+    """The linear probe of segmentation dataset `dataset` (`linear_probe_segmentation`'s result, plus "levels":
+    the feature choice it read), by the dataset's protocol (`EvalDataset.features` and `.class_weights`).
+
+    Args:
+        features: levels -> feature function, e.g. `functools.partial(runners.feature_fn, model)` or
+            `references.raw_colour_fn`.
+    """
+    spec = eval_spec("segmentation", dataset)
+    train, val, classes = segmentation_datasets(dataset, root, cfg)
+    probe = linear_probe_segmentation(features(spec.features), train, val, classes,
+                                      LinearProbeConfig(progress=progress, seed=seed,
+                                                        class_weights=spec.class_weights))
+    return {**probe, "levels": spec.features}
+
+
 def evaluate_run(run: str | Path, tasks=TASKS, flow_dataset: str = "embedded", seg_dataset: str = "embedded",
                  video: str = "embedded", roots: dict | None = None, progress: bool = True,
-                 davis_kwargs: dict | None = None) -> dict:
-    """{task: metrics} for the checkpoint of `run` (a run folder or checkpoint file)."""
+                 davis_kwargs: dict | None = None, probe_seed: int = 0) -> dict:
+    """{task: metrics} for the checkpoint of `run` (a run folder or checkpoint file), or for the raw-colour
+    floor when `run` is `RawColour(config)` (content tasks only). The probe and the propagation read the
+    features the evaluation dataset names (`EvalDataset.features`); `probe_seed` re-seeds the probe alone."""
     unknown = set(tasks) - set(TASKS)
     if unknown:
         raise ValueError(f"unknown evaluation tasks {sorted(unknown)}; known: {TASKS}")
     roots = roots or {}
-    model, cfg = load_model(run)
+    if isinstance(run, RawColour):
+        model, cfg = None, run.config
+        features = raw_colour_fn
+    else:
+        model, cfg = load_model(run)
+        features = partial(feature_fn, model)
     results: dict = {}
-    if "flow" in tasks and cfg.train.method != "vicreg":
+    if "flow" in tasks and model is not None and cfg.train.method not in ("vicreg", "supervised"):
         pairs = flow_eval_dataset(flow_dataset, roots.get(flow_dataset), cfg)
         results["flow"] = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, progress=progress)
     if "segmentation" in tasks:
-        train, val, classes = segmentation_datasets(seg_dataset, roots.get(seg_dataset), cfg)
-        probe = linear_probe_segmentation(feature_fn(model, "last"), train, val, classes,
-                                          LinearProbeConfig(progress=progress))
+        probe = fit_probe(features, seg_dataset, cfg, roots.get(seg_dataset), progress, probe_seed)
         results["segmentation"] = {"miou": probe["miou"], "pixel_acc": probe["pixel_acc"],
                                    "per_class_iou": [float(v) for v in probe["per_class_iou"]]}
     if "davis" in tasks:
         sequences = video_dataset(video, roots.get(video), cfg)
-        davis = evaluate_davis(feature_fn(model, "concat"), sequences, progress=progress, **(davis_kwargs or {}))
+        davis = evaluate_davis(features(eval_spec("davis", video).features), sequences, progress=progress,
+                               **(davis_kwargs or {}))
         results["davis"] = {k: davis[k] for k in ("J_mean", "F_mean", "JF_mean", "n_objects")}
     return results

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from ..config import ModelConfig
@@ -14,6 +15,9 @@ from .expander import expander
 from .flow_head import FlowHead
 from .upsample import ConvexUpsampler
 from .warp import resize_flow
+
+
+SEGMENTATION_LEVELS = (1, 2, 3, 4)  # the four ConvNeXt stages (strides 4, 8, 16, 32) read by the supervised head
 
 
 @dataclass
@@ -46,6 +50,10 @@ class MCJEPA(nn.Module):
         finest = self.flow_levels[-1]
         self.upsampler = (ConvexUpsampler(self.encoder.channels[finest], self.encoder.strides[finest])
                           if cfg.flow.upsample == "convex" else None)
+        self.segmentation_levels = SEGMENTATION_LEVELS
+        self.segmentation_head = (
+            nn.Conv2d(sum(self.encoder.channels[i] for i in SEGMENTATION_LEVELS), cfg.segmentation_classes, 1)
+            if cfg.segmentation_classes else None)
 
     @property
     def stride(self) -> int:
@@ -89,6 +97,20 @@ class MCJEPA(nn.Module):
         are not multiples of the stride-64 level, which the pooled vector does not use."""
         levels = self.encoder(images, strict=False)
         return self.expander(self.encoder.pool(levels)), levels
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, K, H, W) of the supervised ceiling (`model.segmentation_classes` = K): the four stages
+        resized bilinearly to the stride-4 grid, concatenated, a 1x1 conv, upsampled bilinearly to (H, W).
+        Raises RuntimeError for a model built without the head."""
+        if self.segmentation_head is None:
+            raise RuntimeError("this model has no segmentation head: build it with model.segmentation_classes > 0 "
+                               "(train.method='supervised')")
+        levels = self.encoder(images, strict=False)
+        grid = levels[self.segmentation_levels[0]].shape[-2:]
+        features = torch.cat([F.interpolate(levels[i], size=grid, mode="bilinear", align_corners=False)
+                              for i in self.segmentation_levels], dim=1)
+        logits = self.segmentation_head(features)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     @torch.no_grad()
     def predict_flow(self, frame1: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:

@@ -21,14 +21,17 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import Config, DataConfig, from_dict, identity, to_dict, validate
 from ..data.augment import FlowAugment, VICRegAugConfig, VICRegViews, step_seed
-from ..data.registry import collate_images, collate_pairs, flow_dataset, flow_mix, image_dataset, parse_mix
+from ..data.registry import (collate_images, collate_labelled, collate_pairs, flow_dataset, flow_mix, image_dataset,
+                             labelled_stills, parse_mix)
 from ..eval.flow_metrics import evaluate_flow_dataset
 from ..eval.runners import flow_fn
+from ..eval.segmentation import IGNORE_INDEX, class_weights
 from ..losses.occlusion import occlusion_mask
 from ..losses.total import feature_std, flow_loss, ssl_loss
 from ..models.checkpoint import load_init_weights
@@ -85,7 +88,10 @@ class Objective(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, frames: dict | None, views: tuple | None, occlusion: bool = True) -> tuple[torch.Tensor, dict]:
+    def forward(self, frames: dict | None, views: tuple | None, occlusion: bool = True,
+                labelled: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """frames: {"frame1", "frame2"} (B,3,H,W) for the flow losses; views: two (B,3,h,w) VICReg views;
+        labelled: (images (B,3,H,W), class maps (B,H,W) int64, 255 = ignore) for the supervised ceiling."""
         loss = torch.zeros((), device=next(self.model.parameters()).device)
         terms: dict[str, torch.Tensor] = {}
         if frames is not None:
@@ -102,6 +108,14 @@ class Objective(nn.Module):
             weight = self.cfg.loss.balance if self.cfg.train.method == "mc-jepa" else 1.0
             loss = loss + weight * ssl_total
             terms.update(ssl_terms)
+        if labelled is not None:
+            images, labels = labelled
+            weight = class_weights(list(labels), self.model.cfg.segmentation_classes,
+                                   self.cfg.loss.supervised_class_weights)
+            supervised = F.cross_entropy(self.model.segment(images), labels, ignore_index=IGNORE_INDEX,
+                                         weight=weight.to(labels.device) if weight is not None else None)
+            loss = loss + supervised
+            terms["supervised/ce"] = supervised.detach()
         terms["loss/total"] = loss.detach()
         return loss, terms
 
@@ -153,8 +167,9 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, cfg: Config) -> Non
 
 
 def flow_enabled(cfg: Config, step: int) -> bool:
-    """M-JEPA always; MC-JEPA from `flow_start_epoch` on (SSL only before, as in the paper)."""
-    if cfg.train.method == "vicreg":
+    """M-JEPA always; MC-JEPA from `flow_start_epoch` on (SSL only before, as in the paper); VICReg and the
+    supervised ceiling never."""
+    if cfg.train.method in ("vicreg", "supervised"):
         return False
     if cfg.train.method == "m-jepa":
         return True
@@ -171,7 +186,7 @@ def occlusion_enabled(cfg: Config, step: int) -> bool:
 def streams_for_step(cfg: Config, step: int) -> tuple[bool, bool]:
     """(use the video batch, use the image batch) at `step`, per method, flow start and sampling mode."""
     use_flow = flow_enabled(cfg, step)
-    use_ssl = cfg.train.method in ("vicreg", "mc-jepa")
+    use_ssl = cfg.train.method in ("vicreg", "mc-jepa", "supervised")
     if use_flow and use_ssl and cfg.train.sampling == "alternate":
         return step % 2 == 0, step % 2 == 1
     return use_flow, use_ssl
@@ -233,9 +248,10 @@ def data_streams(cfg: Config, start: int, total: int, rank: int, world: int) -> 
     flow_iter = image_iter = None
     if train_cfg.method in ("m-jepa", "mc-jepa"):
         flow_iter = stream(flow_mix(data, frames_only=True), train_cfg.batch_size, data.seed, "train.batch_size")
-    if train_cfg.method in ("vicreg", "mc-jepa"):
-        image_iter = stream(image_dataset(data, images_only=True), train_cfg.image_batch_size,
-                            data.seed + data.image_seed_offset, "train.image_batch_size")
+    if train_cfg.method in ("vicreg", "mc-jepa", "supervised"):
+        stills = labelled_stills(data) if train_cfg.method == "supervised" else image_dataset(data, images_only=True)
+        image_iter = stream(stills, train_cfg.image_batch_size, data.seed + data.image_seed_offset,
+                            "train.image_batch_size")
     return flow_iter, image_iter
 
 
@@ -288,7 +304,7 @@ def announce(cfg: Config, device: torch.device, world: int) -> None:
     batches = []
     if cfg.train.method in ("m-jepa", "mc-jepa"):
         batches.append(f"{cfg.train.batch_size} frame pairs ({cfg.train.batch_size // world} per rank)")
-    if cfg.train.method in ("vicreg", "mc-jepa"):
+    if cfg.train.method in ("vicreg", "mc-jepa", "supervised"):
         batches.append(f"{cfg.train.image_batch_size} stills ({cfg.train.image_batch_size // world} per rank)")
     print(f"train {cfg.train.method}: {world} processes on {device.type}, global batch per step: "
           f"{' + '.join(batches)}; lr_encoder {cfg.train.lr_encoder:g}, lr_flow {cfg.train.lr_flow:g} "
@@ -373,17 +389,20 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         video = next(flow_iter) if flow_iter is not None else None
         stills = next(image_iter) if image_iter is not None else None
         use_flow, use_ssl = streams_for_step(cfg, step)
-        frames = views = None
+        frames = views = labelled = None
         if use_flow:
             batch = collate_pairs(video, cfg.data.crop, generator)
             batch = flow_augment({"frame1": batch["frame1"], "frame2": batch["frame2"]},
                                  seed=step_seed(seed + cfg.train.flow_augment_seed_offset, draw))
             frames = {k: batch[k].to(device, non_blocking=True) for k in ("frame1", "frame2")}
-        if use_ssl:
+        if use_ssl and cfg.train.method == "supervised":
+            images, labels = collate_labelled(stills, cfg.data.image_size, generator)
+            labelled = (images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+        elif use_ssl:
             base = collate_images(stills, cfg.data.image_base, generator).to(device, non_blocking=True)
             views = views_fn(base, seed=step_seed(seed + cfg.train.views_seed_offset, draw))
         with autocast(cfg, device):
-            loss, terms = objective(frames, views, occlusion_enabled(cfg, step))
+            loss, terms = objective(frames, views, occlusion_enabled(cfg, step), labelled)
         terms = mean_over_ranks(terms)  # every rank then takes the same decision below
         _check_finite(terms, step, cfg)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,154 @@
+"""The content instruments: the probe's class weights, the reference rows (raw colour, untrained, supervised)
+and the floor-to-ceiling fraction, each against a hand-computed case or a slow loop."""
+
+import math
+
+import pytest
+import torch
+
+from mcjepa.config import apply_overrides, for_method, tiny, validate
+from mcjepa.eval.references import range_fraction, raw_colour_fn
+from mcjepa.eval.segmentation import LinearProbeConfig, class_weights, linear_probe_segmentation
+
+
+class _Shapes(torch.utils.data.Dataset):
+    """16x16 label maps: background 0 with one 8x8 square of class 1 or 2 (a quarter of the pixels)."""
+
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            label = torch.zeros(16, 16, dtype=torch.long)
+            top, left = (int(v) for v in torch.randint(0, 9, (2,), generator=g))
+            label[top:top + 8, left:left + 8] = 1 + i % 2
+            self.items.append({"image": torch.rand(3, 16, 16, generator=g), "label": label, "name": str(i)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _label_features(dataset):
+    """A frozen 'encoder' whose features one-hot encode the label of each pixel (looked up by image)."""
+    lookup = {item["image"].sum().item(): item["label"] for item in dataset.items}
+
+    def features(images):
+        labels = torch.stack([lookup[image.sum().item()] for image in images])
+        return torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+
+    return features
+
+
+def test_probe_on_label_features_is_near_perfect_and_on_constant_features_at_the_background_share():
+    train, val = _Shapes(12, 0), _Shapes(6, 1)
+    cfg = LinearProbeConfig(epochs=20, lr=5e-2, batch_size=4, progress=False)
+    both = _Shapes(0, 0)
+    both.items = train.items + val.items
+    informed = linear_probe_segmentation(_label_features(both), train, val, 3, cfg)
+    assert informed["miou"] > 0.95
+    constant = linear_probe_segmentation(lambda x: torch.ones(x.shape[0], 4, 16, 16), train, val, 3, cfg)
+    background = sum((item["label"] == 0).sum().item() for item in val.items) / (6 * 256)
+    assert constant["pixel_acc"] == pytest.approx(background)  # the majority class everywhere
+    assert constant["miou"] == pytest.approx(background / 3)  # IoU of background = its share; 0 for the others
+
+
+def test_balanced_class_weights_hand_computed():
+    labels = [torch.tensor([[0, 0, 0, 1], [0, 0, 255, 1]])]  # 5 background, 2 class-1, class 2 absent, 1 ignored
+    weights = class_weights(labels, 3, "balanced")
+    assert weights.tolist() == pytest.approx([7 / (2 * 5), 7 / (2 * 2), 0.0])
+    assert class_weights(labels, 3, "none") is None
+    with pytest.raises(ValueError, match="class_weights must be 'none' or 'balanced'"):
+        class_weights(labels, 3, "inverse")
+
+
+def test_raw_colour_features_are_the_pooled_image_at_the_feature_strides():
+    images = torch.rand(2, 3, 40, 70)
+    last = raw_colour_fn("last")(images)
+    assert last.shape == (2, 3, 2, 3)  # ceil(40/32), ceil(70/32)
+    # slow reference: the mean of each (possibly partial) 32x32 cell
+    for row in range(2):
+        for col in range(3):
+            cell = images[:, :, row * 32:(row + 1) * 32, col * 32:(col + 1) * 32]
+            assert torch.allclose(last[:, :, row, col], cell.mean(dim=(-2, -1)), atol=1e-6)
+    concat = raw_colour_fn("concat")(images)
+    assert concat.shape == (2, 9, 5, 9)  # the stride-8 grid, 3 channels per stride
+    assert torch.allclose(concat[:, :3], torch.nn.functional.avg_pool2d(images, 8, ceil_mode=True))
+    with pytest.raises(ValueError, match="levels must be one of"):
+        raw_colour_fn("all")
+
+
+def test_range_fraction_hand_cases():
+    assert range_fraction(50.0, [20.0, 30.0], 70.0) == pytest.approx(0.5)  # from the best floor
+    assert range_fraction(70.0, [20.0, 30.0], 70.0) == pytest.approx(1.0)
+    assert range_fraction(25.0, [20.0, 30.0], 70.0) == pytest.approx(-0.125)  # below a floor: negative
+    assert math.isnan(range_fraction(50.0, [60.0], 55.0))  # the ceiling below a floor: no range
+    assert math.isnan(range_fraction(float("nan"), [20.0], 70.0))
+    assert math.isnan(range_fraction(50.0, [], 70.0))
+
+
+def test_supervised_method_needs_its_head_and_the_embedded_stills():
+    cfg = for_method(tiny(), "supervised")
+    assert cfg.model.segmentation_classes == 6
+    validate(cfg)
+    assert for_method(tiny(), "vicreg").model.segmentation_classes == 0
+    with pytest.raises(ValueError, match="model.segmentation_classes"):
+        validate(apply_overrides(tiny(), {"train.method": "supervised"}))
+    with pytest.raises(ValueError, match="model.segmentation_classes"):
+        validate(apply_overrides(tiny(), {"model.segmentation_classes": 6}))
+    with pytest.raises(ValueError, match="no dense labels"):
+        validate(apply_overrides(for_method(tiny(), "supervised"), {"data.image_dataset": "imagenet"}))
+
+
+def test_embedded_class_count_matches_the_class_table():
+    from mcjepa.config import EMBEDDED_CLASSES
+    from mcjepa.data.synthetic import CLASS_NAMES
+
+    assert EMBEDDED_CLASSES == len(CLASS_NAMES)
+
+
+def test_segmentation_head_logits_match_a_per_level_reference():
+    from mcjepa.models.mcjepa import SEGMENTATION_LEVELS, MCJEPA
+
+    cfg = for_method(tiny(), "supervised")
+    torch.manual_seed(0)
+    model = MCJEPA(cfg.model).eval()
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        logits = model.segment(images)
+        levels = model.encoder(images)
+        # slow reference: the head is linear, so its output is the sum of per-level contributions
+        weight, bias = model.segmentation_head.weight[:, :, 0, 0], model.segmentation_head.bias
+        grid, start, total = levels[1].shape[-2:], 0, bias.view(1, -1, 1, 1).clone()
+        for i in SEGMENTATION_LEVELS:
+            up = torch.nn.functional.interpolate(levels[i], size=grid, mode="bilinear", align_corners=False)
+            part = weight[:, start:start + up.shape[1]]
+            total = total + torch.einsum("kc,bchw->bkhw", part, up)
+            start += up.shape[1]
+        reference = torch.nn.functional.interpolate(total, size=(64, 96), mode="bilinear", align_corners=False)
+    assert logits.shape == (2, 6, 64, 96)
+    assert torch.allclose(logits, reference, atol=1e-5)
+    with pytest.raises(RuntimeError, match="no segmentation head"):
+        MCJEPA(tiny().model).segment(images)
+
+
+def test_supervised_training_lowers_the_cross_entropy(tmp_path):
+    """A short supervised run on a few labelled stills learns (its loss falls), and its run evaluates on the
+    content tasks only (no flow)."""
+    from mcjepa.eval.suite import evaluate_run
+    from mcjepa.train.trainer import train
+
+    cfg = apply_overrides(for_method(tiny(), "supervised"),
+                          {"train.epochs": 1, "train.steps_per_epoch": 30, "train.image_batch_size": 8,
+                           "data.embedded_pairs": 32, "train.lr_encoder": 1e-3, "train.log_every": 1})
+    torch.set_num_threads(1)
+    result = train(cfg, tmp_path / "run", progress=False)
+    rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    import json
+
+    losses = [json.loads(row)["supervised/ce"] for row in rows]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert result.steps == 30
+    evaluated = evaluate_run(tmp_path / "run", tasks=("flow", "segmentation"), progress=False)
+    assert set(evaluated) == {"segmentation"}
