@@ -165,13 +165,15 @@ def _point_config(ablation: str, value: float, seed: int, instability: bool, sca
 
 def profile_runs(profile: str = "tiny", scale: str = "tiny", data_roots: dict | None = None) -> list[Config]:
     """The training runs of a profile, claims first: M-JEPA, VICReg and MC-JEPA (notebooks 01-03, reused by
-    08-14) at each seed, then one MC-JEPA run per sweep point (`sweep_points`; the base values are the
+    08-14) and, at tiny scale, the supervised ceiling of the content tables (notebooks 10 and 11) at each seed,
+    then one MC-JEPA run per sweep point (`sweep_points`; the base values are the
     MC-JEPA runs themselves)."""
     seeds = {"tiny": (0,), "full": FULL_SEEDS}.get(check_profile(profile))
     if seeds is None:
         raise ValueError(f"runs are trained ahead for the tiny and full profiles, got {profile!r}")
+    methods = ("mc-jepa", "m-jepa", "vicreg") + (("supervised",) if scale == "tiny" else ())
     configs = [run_config(scale, method, {}, seed=seed, data_roots=data_roots) for seed in seeds
-               for method in ("mc-jepa", "m-jepa", "vicreg")]
+               for method in methods]
     return configs + [_point_config(*point, scale, data_roots) for point in sweep_points(profile, scale)]
 
 

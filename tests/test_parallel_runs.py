@@ -33,21 +33,21 @@ def test_two_runs_in_two_workers_duplicates_once_and_cache_reused(tmp_path, caps
 
 def test_profiles_cover_the_main_runs_and_every_sweep_point_with_seeds():
     tiny_runs = profile_runs("tiny")
-    assert [c.train.method for c in tiny_runs] == ["mc-jepa", "m-jepa", "vicreg"]
+    assert [c.train.method for c in tiny_runs] == ["mc-jepa", "m-jepa", "vicreg", "supervised"]
     assert all(c.train.seed == 0 and c.total_steps == tiny().total_steps for c in tiny_runs)
     full = profile_runs("full")
     methods = [c.train.method for c in full]
-    assert methods.count("m-jepa") == methods.count("vicreg") == len(FULL_SEEDS)
+    assert methods.count("m-jepa") == methods.count("vicreg") == methods.count("supervised") == len(FULL_SEEDS)
     points = sum(map(len, FULL_SWEEPS.values())) + len(FULL_SWEEPS["vc"])  # the vc sweep twice: instability
-    assert len(full) == 3 * len(FULL_SEEDS) + points * len(FULL_SEEDS)
+    assert len(full) == 4 * len(FULL_SEEDS) + points * len(FULL_SEEDS)
     # every preset value is in its sweep, so the base point of each sweep is notebook 03's MC-JEPA run
     unique = {config_hash(c) for c in full}
-    assert len(unique) == 3 * len(FULL_SEEDS) + (points - 4) * len(FULL_SEEDS)
+    assert len(unique) == 4 * len(FULL_SEEDS) + (points - 4) * len(FULL_SEEDS)
     guarded = [c for c in full if c.train.min_feature_std > 0]
     assert len(guarded) == len(FULL_SWEEPS["vc"]) * len(FULL_SEEDS) and all(c.loss.regression == 1.0 for c in guarded)
     # the claims' runs come first: the main runs, then vc, then cycle
-    assert [c.train.method for c in full[:9]] == ["mc-jepa", "m-jepa", "vicreg"] * 3
-    assert config_hash(full[9]) == config_hash(point_config("vc", FULL_SWEEPS["vc"][0], "tiny", seed=0))
+    assert [c.train.method for c in full[:12]] == ["mc-jepa", "m-jepa", "vicreg", "supervised"] * 3
+    assert config_hash(full[12]) == config_hash(point_config("vc", FULL_SWEEPS["vc"][0], "tiny", seed=0))
     assert all(c.total_steps == tiny().total_steps for c in full)
 
 
