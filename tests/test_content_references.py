@@ -152,3 +152,19 @@ def test_supervised_training_lowers_the_cross_entropy(tmp_path):
     assert result.steps == 30
     evaluated = evaluate_run(tmp_path / "run", tasks=("flow", "segmentation"), progress=False)
     assert set(evaluated) == {"segmentation"}
+
+
+def test_add_range_fraction_per_dataset_and_the_no_network_backbone():
+    from mcjepa.eval.compare import add_range_fraction, paper_table_rows
+
+    results = {"raw colour": {"embedded": {"miou": 0.2}, "other": {"miou": 0.1}},
+               "untrained": {"embedded": {"miou": 0.4}, "other": {"miou": 0.2}},
+               "supervised": {"embedded": {"miou": 0.8}},
+               "VICReg": {"embedded": {"miou": 0.6}, "other": {"miou": 0.3}}}
+    add_range_fraction(results, "miou")
+    assert results["VICReg"]["embedded"]["range"] == pytest.approx(0.5)
+    assert results["raw colour"]["embedded"]["range"] == pytest.approx(-0.5)
+    assert math.isnan(results["VICReg"]["other"]["range"])  # no ceiling on that dataset
+    rows = paper_table_rows(results, "segmentation", "tiny")
+    backbones = {label.split(": ")[1].split(" [")[0]: row["backbone"] for label, row in rows.items()}
+    assert backbones["raw colour"] == "- (no network)" and backbones["VICReg"] == "ConvNeXt (tiny)"
