@@ -11,7 +11,7 @@ Rows, each measured in this run on the embedded evaluation data of the tiny pres
 - per method: mean +- sd over the training seeds, the fraction of the floor-to-ceiling range it covers, and
   the one-sided Welch p that it lies above each floor (the claims' verdict rule, alpha 0.05).
 Missing runs are trained into the run cache (`--workers` at a time) unless `--no-train`. Written to `--out`:
-content.md, content.json and content.png.
+content.json (the measurements), content.md and content.png (`--redraw` rebuilds these two from the JSON).
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="use cached runs only (an error names a missing one)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="figures/content_bench")
+    parser.add_argument("--redraw", action="store_true", help="only redraw content.md/.png from --out's content.json")
     args = parser.parse_args()
+    if args.redraw:
+        return render(Path(args.out))
     began = time.time()
 
     configs = {(label, seed): run_config("tiny", method, seed=seed)
@@ -111,39 +114,55 @@ def main() -> None:
                                                      else values[f] * len(values[row]))["p_greater"] for f in FLOORS}
         table[row] = entry
 
+    seconds = time.time() - began
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "content.json", "w") as handle:
+        json.dump({"seeds": args.seeds, "probe_seeds": args.probe_seeds, "rows": rows, "table": table,
+                   "seconds": seconds}, handle, indent=1, default=lambda v: None)
+    render(out)
+
+
+def render(out: Path) -> None:
+    """content.md and content.png from the measurements in out/content.json (printed as well)."""
+    record = json.loads((out / "content.json").read_text())
+    table, rows = record["table"], record["rows"]
+
+    def number(value):
+        return math.nan if value is None else value
+
     def cell(metric, row):
         item = table[row][metric]
-        text = f"{item['mean']:.1f}" + (f" +- {item['sd']:.1f}" if math.isfinite(item["sd"]) else "")
+        text = f"{item['mean']:.1f}" + (f" +- {item['sd']:.1f}" if math.isfinite(number(item["sd"])) else "")
+        share = number(item["range"])
         if row not in FLOORS:
-            text += f" ({100 * item['range']:.0f} %)" if math.isfinite(item["range"]) else " (-)"
+            text += (f" ({100 * share:.0f} %)" if share >= 0 else " (below the best floor)") if math.isfinite(share) \
+                else " (-)"
         return text
 
     def above(metric, row):
         if row in FLOORS:
             return "floor"
-        ps = table[row][metric]["p_above"]
+        if len(table[row][metric]["values"]) < 2:
+            return "n = 1: no test"
+        ps = {f: number(p) for f, p in table[row][metric]["p_above"].items()}
         return ", ".join(f"{f}: p={p:.3f}" + (" *" if p < ALPHA else "") for f, p in ps.items())
 
-    lines = [f"Content instruments, tiny preset, training seeds {args.seeds} (n = {len(args.seeds)}), "
-             f"{args.probe_seeds} probe seeds each; in brackets: the fraction of the floor-to-ceiling range.", "",
+    lines = [f"Content instruments, tiny preset, training seeds {record['seeds']} (n = {len(record['seeds'])}), "
+             f"{record['probe_seeds']} probe seeds each; in brackets: the fraction of the floor-to-ceiling range; "
+             f"p: one-sided Welch test above the floor (* below {ALPHA}).", "",
              "| encoder | probe mIoU (%) | probe noise (max-min over probe seeds) | above the floors (mIoU) | "
              "J&F (%) | above the floors (J&F) |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row} | {cell('miou', row)} | {table[row]['probe_noise']:.2f} | {above('miou', row)} | "
                      f"{cell('jf', row)} | {above('jf', row)} |")
-    best = {m: max(statistics.fmean(per_metric[m][f]) for f in FLOORS) for m in per_metric}
-    span = {m: statistics.fmean(per_metric[m][SUPERVISED]) - best[m] for m in per_metric}
+    span = {m: table[SUPERVISED][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
     lines += ["", f"ceiling minus the best floor: probe mIoU {span['miou']:.1f} points, J&F {span['jf']:.1f} points; "
-              f"wall time {time.time() - began:.0f} s"]
+              f"wall time {record['seconds']:.0f} s"]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "content.md", "w") as handle:
         handle.write(text)
-    with atomic_write(out / "content.json", "w") as handle:
-        json.dump({"seeds": args.seeds, "probe_seeds": args.probe_seeds, "table": table}, handle, indent=1,
-                  default=lambda v: None)
     plot(table, rows, out / "content.png")
 
 
