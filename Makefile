@@ -7,6 +7,9 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 SMOKE_DIR := build/notebook_smoke
+# pytest-xdist workers of `make test`: one per logical CPU (tests/conftest.py: one torch thread each, a test file
+# or a notebook per unit of work, the long ones first); TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= logical
 
 .PHONY: setup demo reproduce test smoke-notebooks clean-smoke
 
@@ -33,4 +36,4 @@ test: setup
 	rm -rf $(SMOKE_DIR)
 	$(PY) -m mcjepa.reproduce prepare --profile smoke --out $(SMOKE_DIR)
 	$(PY) -m pytest tests $(SMOKE_DIR) --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg \
-		-p no:cacheprovider --durations=8
+		-p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=12

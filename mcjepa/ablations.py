@@ -368,6 +368,29 @@ def sweep_markdown(points: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe_point(point: Mapping) -> str:
+    """A point's settings in one line, none of its results: the ablation, its key and value, the seed, scale and
+    schedule, any extra overrides, and what was evaluated on which dataset. The ablation notebooks print it (nbval
+    compares it at smoke settings), e.g. "cycle: loss.cycle = 0.1, seed 0, tiny scale, 1 epoch(s) x 4 steps;
+    evaluated: flow on embedded, segmentation on embedded"."""
+    extra = "".join(f", {key} = {value!r}" for key, value in sorted((point.get("overrides") or {}).items()))
+    datasets = point.get("eval_datasets") or {}
+    evaluated = ", ".join(f"{task} on {datasets.get(task, '?')}" for task in point.get("tasks", ()))
+    return (f"{point['ablation']}: {ABLATIONS[point['ablation']]} = {point['value']:g}, seed {point.get('seed', 0)}, "
+            f"{point['scale']} scale, {point['epochs']:g} epoch(s) x {point['steps_per_epoch']} steps{extra}; "
+            f"evaluated: {evaluated or 'nothing'}")
+
+
+def describe_points(points: Mapping[str, Sequence[Mapping]]) -> str:
+    """One line per ablation of {ablation: points} (`collect`'s lists): how many points and their values and
+    seeds, none of their results; notebook 08 prints it for the points it found."""
+    lines = []
+    for ablation, found in points.items():
+        values = ", ".join(f"{p['value']:g} (seed {p.get('seed', 0)})" for p in found)
+        lines.append(f"{ablation} ({ABLATIONS[ablation]}): {len(found)} point(s)" + (f": {values}" if found else ""))
+    return "\n".join(lines)
+
+
 def describe_sweep(points: Sequence[Mapping]) -> str:
     """Our trend in words from the means over seeds: where EPE is lowest and mIoU highest, which diverged."""
     if not points:

@@ -29,6 +29,7 @@ from .config import Config, apply_overrides, config_hash, for_method, from_dict,
 from .data.registry import VIDEO_PREFIX
 from .data.video import frame_source
 from .models.checkpoint import checkpoint_path, read_checkpoint
+from .models.mcjepa import MCJEPA
 from .train.distributed import is_main
 from .train.trainer import TrainingDiverged, train
 from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
@@ -100,6 +101,65 @@ def on_videos(cfg: Config, videos: Sequence[str | Path] = (), init: str | Path |
         cfg.model = from_dict(read_checkpoint(path)["config"]).model
         overrides["train.init"] = str(path)
     return apply_overrides(cfg, overrides)
+
+
+def parameter_counts(cfg: Config) -> dict[str, int]:
+    """Trainable parameters of the model of `cfg` per part (encoder, flow_head, expander, upsampler when convex)
+    and "total"; the parts a method does not train are counted too (they are in every checkpoint)."""
+    model = MCJEPA(cfg.model)
+    counts = {name: sum(p.numel() for p in part.parameters() if p.requires_grad)
+              for name, part in model.named_children()}
+    return {**{name: n for name, n in counts.items() if n}, "total": sum(counts.values())}
+
+
+def describe_run(cfg: Config) -> str:
+    """What a run of `cfg` trains, in a few lines: method, schedule, data and batches, model size, the loss
+    weights and the learning rates. Deterministic (no training, no data read): the notebooks print it for nbval.
+
+    Example (`run_config("tiny", "m-jepa", epochs=1, steps_per_epoch=4)`)::
+
+        m-jepa: 1 epoch(s) x 4 steps = 4 steps, seed 0
+        flow: 4 frame pairs per step, 96x128 crops of embedded (2048 generated pairs, max 16 px/frame)
+        model: 483,618 parameters (encoder 232,912, flow_head 64,514, expander 157,184, upsampler 29,008)
+        flow loss: census 1, smoothness 50 (order 1, flow level), regression 0.1, cycle 0.1, vc 0.1
+        occlusion: range (threshold 0.5) from epoch 0 of the flow
+        optimizer: lr 0.0003 encoder / 0.0003 flow, weight decay 0.0001, warmup 0.25 epoch(s), grad clip 1
+    """
+    t, d, loss = cfg.train, cfg.data, cfg.loss
+    lines = [f"{t.method}: {t.epochs:g} epoch(s) x {t.steps_per_epoch} steps = {cfg.total_steps} steps, seed {t.seed}"
+             + (f", starting from {Path(t.init).parent.name}" if t.init else "")]
+    if t.method in ("m-jepa", "mc-jepa"):
+        start = f", from epoch {t.flow_start_epoch:g}" if t.method == "mc-jepa" else ""
+        embedded = (f" ({d.embedded_pairs} generated pairs, max "
+                    f"{d.embedded_train_max_translation or d.embedded_max_translation:g} px/frame)"
+                    if "embedded" in d.flow_datasets else "")
+        lines.append(f"flow: {t.batch_size} frame pairs per step{start}, {d.crop[0]}x{d.crop[1]} crops of "
+                     f"{', '.join(d.flow_datasets)}{embedded}")
+    if t.method in ("vicreg", "mc-jepa"):
+        lines.append(f"content: {t.image_batch_size} stills per step of {d.image_dataset}, views of "
+                     f"{d.image_size[0]}x{d.image_size[1]} from {d.image_base[0]}x{d.image_base[1]}")
+    counts = parameter_counts(cfg)
+    lines.append(f"model: {counts['total']:,} parameters ("
+                 + ", ".join(f"{name} {n:,}" for name, n in counts.items() if name != "total") + ")")
+    if t.method in ("m-jepa", "mc-jepa"):
+        rec = ", ".join(f"{name} {w:g}" for name, w in (("L1", loss.rec_l1), ("L2", loss.rec_l2),
+                                                          ("SSIM", loss.rec_ssim), ("census", loss.rec_census)) if w)
+        occlusion = (f"{loss.occlusion_method} (threshold {loss.occlusion_range_threshold:g})"
+                     if loss.occlusion_method == "range" else loss.occlusion_method)
+        occlusion = (f"{occlusion} from epoch {loss.occlusion_start_epoch:g} of the flow" if loss.use_occlusion
+                     else "off")
+        scaled = f" (x{loss.reconstruction:g})" if loss.reconstruction != 1 else ""
+        lines.append(f"flow loss: {rec}{scaled}, smoothness {loss.smoothness:g} (order "
+                     f"{loss.smooth_order}, {loss.smooth_level} level), regression {loss.regression:g}, cycle "
+                     f"{loss.cycle:g}, vc {loss.vc:g}")
+        lines.append(f"occlusion: {occlusion}")
+    if t.method in ("vicreg", "mc-jepa"):
+        lines.append(f"content loss: VICReg {loss.vicreg_sim:g} / {loss.vicreg_std:g} / {loss.vicreg_cov:g}"
+                     + (f", balance {loss.balance:g}" if t.method == "mc-jepa" else ""))
+    flow_lr = f" / {t.lr_flow:g} flow" if t.method != "vicreg" else ""
+    lines.append(f"optimizer: lr {t.lr_encoder:g} encoder{flow_lr}, weight decay {t.weight_decay:g}, "
+                 f"warmup {t.warmup_epochs:g} epoch(s), grad clip {t.grad_clip:g}")
+    return "\n".join(lines)
 
 
 def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:

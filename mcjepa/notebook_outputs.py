@@ -4,7 +4,8 @@ A code cell whose source has the line `# NBVAL_CHECK_OUTPUT` is compared by `mak
 only such cells) with the output stored in the notebook, after the sanitizers of `notebooks/nbval_sanitize.cfg`
 (paths, timings). `make test` runs the notebooks at SMOKE settings, so the stored outputs are the smoke ones:
 this command executes each notebook's cells up to its last checked cell at smoke settings (papermill, runs and
-figures in a temporary folder) and stores the checked cells' outputs (text only), clearing every other output.
+figures in a temporary folder; the notebooks it reads from first, `PREREQUISITES`) and stores the checked cells'
+outputs (text only), clearing every other output.
 Mark only cells whose output is deterministic and independent of training results: parameter checks, dataset
 sizes, config summaries, exact-GT sanity numbers, the figures written.
 """
@@ -17,12 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .reproduce import NOTEBOOKS, SMOKE, kernel_config, notebook_path
+from .reproduce import NOTEBOOKS, kernel_config, notebook_path, smoke_parameters
 
 MARKER = "# NBVAL_CHECK_OUTPUT"
 TEXT_MIMES = ("text/plain", "text/markdown")
+# Notebooks whose outputs a notebook reads, executed first (whole, at smoke settings, in the same folders) when
+# its outputs are refreshed, as `make test` runs them first (tests/conftest.py: 04-08 are one unit of work)
+PREREQUISITES = {"08_ablation_plots": ("04_ablation_cycle", "05_ablation_flow_start", "06_ablation_balance",
+                                       "07_ablation_vc")}
 
-__all__ = ["MARKER", "checked_cells", "stored_outputs_problems", "refresh"]
+__all__ = ["MARKER", "PREREQUISITES", "checked_cells", "stored_outputs_problems", "refresh"]
 
 
 def checked_cells(nb) -> list[int]:
@@ -82,11 +87,15 @@ def refresh(name: str) -> int:
         truncated = copy.deepcopy(nb)
         truncated.cells = truncated.cells[: checked[-1] + 1]
         with tempfile.TemporaryDirectory() as tmp:
+            for first in PREREQUISITES.get(name, ()):
+                papermill.execute_notebook(str(notebook_path(first)), str(Path(tmp) / f"{first}.out.ipynb"),
+                                           cwd=str(path.parent), progress_bar=False, config=kernel_config(),
+                                           parameters=smoke_parameters(first, Path(tmp)))
             source, target = Path(tmp) / f"{name}.ipynb", Path(tmp) / f"{name}.out.ipynb"
             nbformat.write(truncated, source)
             executed = papermill.execute_notebook(
                 str(source), str(target), cwd=str(path.parent), progress_bar=False, config=kernel_config(),
-                parameters={**SMOKE, "runs_dir": str(Path(tmp) / "runs"), "figures_dir": str(Path(tmp) / "figures")})
+                parameters=smoke_parameters(name, Path(tmp)))
             by_id = {cell.get("id"): cell for cell in executed.cells}
             for count, i in enumerate(checked, start=1):
                 nb.cells[i].outputs = _text_only(by_id[nb.cells[i].get("id")].outputs)

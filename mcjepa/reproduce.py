@@ -177,11 +177,16 @@ def profile_runs(profile: str = "tiny", scale: str = "tiny", data_roots: dict | 
     return configs + [_point_config(*point, scale, data_roots) for point in sweep_points(profile, scale)]
 
 
+def smoke_parameters(name: str, out: Path) -> dict:
+    """The papermill parameters of notebook `name` at smoke settings (`make test`): `SMOKE` and the notebook's
+    `SMOKE_EXTRA`, runs and figures under `out`, so that the committed figures stay untouched."""
+    return {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures"), **SMOKE_EXTRA.get(name, {})}
+
+
 def _job(name: str, parameters: dict, profile: str, out: Path | None) -> tuple[str, dict]:
-    """A smoke job writes its runs and figures under `out`, so that the committed figures stay untouched."""
+    """A smoke job writes its runs and figures under `out` (`smoke_parameters`)."""
     if profile == "smoke":
-        parameters = {**SMOKE, "runs_dir": str(out / "runs"), "figures_dir": str(out / "figures"),
-                      **SMOKE_EXTRA.get(name, {}), **parameters}
+        parameters = {**smoke_parameters(name, out), **parameters}
     return name, parameters
 
 

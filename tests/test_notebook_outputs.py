@@ -19,11 +19,20 @@ def test_only_checked_cells_store_text_outputs(name):
     assert stored_outputs_problems(nb) == []
 
 
+# Notebooks without a checked cell, and why; every other notebook has at least one
+UNCHECKED = {"13_fig_video_segmentation": "being rewritten (with 10, 11, 14) at the time checks were added to the "
+                                          "others; its sequence line (name, shape, objects) is deterministic"}
+
+
 def test_checked_outputs_exist_where_promised():
     checked = {name: len(checked_cells(nbformat.read(notebook_path(name), as_version=4))) for name in NAMES}
-    assert checked["00_data_tour"] >= 3 and checked["14_inspectors"] >= 1
-    # the flow table and figure notebooks depend on training results: nothing of theirs is compared
-    assert checked["09_eval_flow"] == 0 and checked["12_fig_flow"] == 0
+    assert {name for name, n in checked.items() if n == 0} == set(UNCHECKED)
+    # the data tour: scene, parameter error, exact-GT numbers, the real pair, files; the training notebooks: the
+    # run's config, the data or zero-flow baseline, files; 09 and 12: datasets / zero flow / pairs shown, files
+    assert checked["00_data_tour"] >= 5 and checked["14_inspectors"] >= 1
+    assert all(checked[name] >= 3 for name in ("01_train_m_jepa", "02_train_vicreg", "03_train_mc_jepa",
+                                               "09_eval_flow"))
+    assert checked["08_ablation_plots"] >= 2 and checked["12_fig_flow"] >= 2
 
 
 def test_marker_detection_and_problems():

@@ -1,10 +1,11 @@
 """The tiny M-JEPA recipe must learn flow: EPE on held-out generated pairs well below zero flow.
 
 This is the end-to-end check of the whole flow branch (encoder, cost volume, warping, losses, trainer, data);
-it takes a few minutes on 2 CPU cores.
+it takes minutes: `make test` starts it first (marked slow), on one thread of one xdist worker, beside the rest of
+the suite on the other core (`cpu_share`: both cores when run alone).
 """
 
-import torch
+import pytest
 
 from mcjepa.config import apply_overrides, tiny
 from mcjepa.eval.flow_metrics import evaluate_flow_dataset
@@ -13,8 +14,8 @@ from mcjepa.eval.suite import zero_flow_metrics
 from mcjepa.train.trainer import train
 
 
-def test_tiny_m_jepa_beats_zero_flow(tmp_path):
-    torch.set_num_threads(2)
+@pytest.mark.slow
+def test_tiny_m_jepa_beats_zero_flow(tmp_path, cpu_share):
     cfg = apply_overrides(tiny(), {"train.method": "m-jepa"})
     result = train(cfg, tmp_path / "run", progress=False)
     model = result.model.eval()

@@ -301,6 +301,23 @@ def _build(task: str, name: str, root: str | None, cfg: Config):
     return spec.build(root, cfg)
 
 
+def describe_pairs(samples) -> str:
+    """One line per flow sample (a dataset item with "name", "frame1", "flow" and optionally "valid"): its name,
+    size, the largest and mean ground-truth motion over its valid pixels and their share. Ground truth only, no
+    model: notebook 12 prints it for the pairs it shows (nbval compares it)."""
+    lines = []
+    for sample in samples:
+        flow = sample["flow"]
+        valid = sample.get("valid")
+        valid = (torch.ones(flow.shape[-2:], dtype=torch.bool) if valid is None
+                 else valid.bool().reshape(flow.shape[-2:]))
+        magnitude = flow.norm(dim=0)[valid]
+        height, width = sample["frame1"].shape[-2:]
+        lines.append(f"{sample['name']}: {height}x{width}, |flow| max {magnitude.max():.2f} px, mean "
+                     f"{magnitude.mean():.2f} px, {valid.float().mean():.1%} valid")
+    return "\n".join(lines)
+
+
 def flow_eval_dataset(name: str, root: str | None, cfg: Config) -> Dataset:
     """A flow dataset with ground truth, by name (`EVAL_DATASETS["flow"]`)."""
     return _build("flow", name, root, cfg)

@@ -292,12 +292,12 @@ def _figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None = None) -> Path:
+def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None = None) -> list[str]:
     """What an ablation notebook (04-07) shows for its point: the point's row, its divergence message if any,
     the sweep so far (mean ± std over seeds per value, ours vs the paper's trend) and the sweep figure, saved as
     `figures_dir/<notebook>/<ablation>_points.png`; for the vc ablation also this run's feature std per level
     (`feature_std_vc_<point name>.png`) and the lowest std of every vc point (`vc_stability.png`). Returns the
-    notebook's figure folder."""
+    names of the files it wrote (in `figures_dir/<notebook>/`), sorted."""
     ablation = point["ablation"]
     folder = resolve_dir(figures_dir, "figures") / notebook
     tag = point_name(0, 0, point.get("overrides")).split("_seed0", 1)[1]  # the recipe's overrides, if any
@@ -308,51 +308,55 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
     points = collect(ablation, figures_dir, recipe=point["recipe_hash"])
     _markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
               f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
-    _figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]), folder / f"{ablation}_points{tag}.png")
+    written = [_figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]),
+                       folder / f"{ablation}_points{tag}.png")]
     if ablation == "vc":
         name = Path(str(point.get("run_dir", ""))).name
         floor = (point.get("overrides") or {}).get("train.min_feature_std")
-        _figure(plot_feature_std(point, floor=floor, title=f"vc = {point['value']:g}, seed {point.get('seed', 0)}: "
-                                                             f"feature std per flow level ({name})"),
-                folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}"
-                         ".png")
-        _figure(plot_vc_stability(points), folder / f"vc_stability{tag}.png")
-    return folder
+        written.append(_figure(
+            plot_feature_std(point, floor=floor, title=f"vc = {point['value']:g}, seed {point.get('seed', 0)}: "
+                                                       f"feature std per flow level ({name})"),
+            folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}.png"))
+        written.append(_figure(plot_vc_stability(points), folder / f"vc_stability{tag}.png"))
+    return sorted(path.name for path in written)
 
 
 
 def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder: Path,
-                     guard_recipe: str | None = None) -> dict:
+                     guard_recipe: str | None = None) -> tuple[dict, list[str]]:
     """What notebook 08 shows of the sweeps: every stored point of the recipe (one table per ablation, and all
     of them in `ablation_points.json`), Fig. 5 (`fig5_ablations.png`), the paper's trends beside ours, the VC
     table (`vc_table.md` / `.png`), the lowest feature std of every vc run (`vc_stability.png`) and, with
     `guard_recipe`, the collapse-guarded vc runs of the instability setting (`instability.png`). Returns the
-    points by ablation."""
+    points by ablation and the names of the files written (in `folder`)."""
     points = {ablation: collect(ablation, figures_dir, recipe) for ablation in ABLATIONS}
     for ablation, found in points.items():
         _markdown(f"**{LABELS[ablation]}** (`{ABLATIONS[ablation]}`)\n\n" + sweep_markdown(found))
-    save_json({"recipe": recipe, "points": points, "paper_trends": PAPER_TRENDS}, folder / "ablation_points.json")
-    _figure(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")
+    written = [save_json({"recipe": recipe, "points": points, "paper_trends": PAPER_TRENDS},
+                         folder / "ablation_points.json"),
+               _figure(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")]
     _markdown(trends_markdown(figures_dir, recipe))
     markdown = vc_markdown(points["vc"])
     _markdown(markdown)
     with atomic_write(folder / "vc_table.md", "w") as handle:
         handle.write(markdown)
-    _figure(plot_vc_table(points["vc"]), folder / "vc_table.png")
-    _figure(plot_vc_stability(points["vc"]), folder / "vc_stability.png")
+    written += [folder / "vc_table.md", _figure(plot_vc_table(points["vc"]), folder / "vc_table.png"),
+                _figure(plot_vc_stability(points["vc"]), folder / "vc_stability.png")]
     if guard_recipe is not None:
         guarded = collect("vc", figures_dir, guard_recipe)
         for p in guarded:
             print(f"vc = {p['value']:g}, seed {p.get('seed', 0)}: "
                   + (f"STOPPED by the guard: {p['diverged_message']}" if p.get("diverged") else "not stopped"))
-        _figure(plot_vc_stability(guarded, title="instability setting (mcjepa.ablations.INSTABILITY, collapse guard "
-                                                 "on): lowest per-level feature std"), folder / "instability.png")
-    return points
+        written.append(_figure(plot_vc_stability(guarded, title="instability setting (mcjepa.ablations.INSTABILITY, "
+                                                                "collapse guard on): lowest per-level feature std"),
+                               folder / "instability.png"))
+    return points, sorted(Path(path).name for path in written)
 
 
-def report_claims(rows: Sequence[Mapping], folder: Path) -> None:
+def report_claims(rows: Sequence[Mapping], folder: Path) -> list[str]:
     """What notebook 08 shows of the claims: the table with verdicts (`claims.md`, `claims.json`) and one panel
-    per row (`claims.png`)."""
-    save_claims(rows, folder)
+    per row (`claims.png`). Returns the names of the files written (in `folder`), sorted."""
+    written = list(save_claims(rows, folder))
     _markdown(claims_markdown(rows))
-    _figure(plot_claims(rows), folder / "claims.png")
+    written.append(_figure(plot_claims(rows), folder / "claims.png"))
+    return sorted(path.name for path in written)
