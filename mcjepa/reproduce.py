@@ -305,8 +305,8 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
             if not only or name in only]
     if profile == "tiny" and (not only or CLAIMS_NOTEBOOK in only) and (stale := claims_out_of_date(scale)):
         print(f"skipping {CLAIMS_NOTEBOOK}: the stored claims and Fig. 5 were measured with another recipe or "
-              f"evaluation protocol than today's {scale} preset ({len(stale)} method runs out of date: {', '.join(stale[:3])}, ...); "
-              f"`make reproduce` re-measures them", flush=True)
+              f"evaluation protocol than today's {scale} preset ({len(stale)} method runs out of date: "
+              f"{', '.join(stale[:3])}, ...); `make reproduce` re-measures them", flush=True)
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))  # each kernel's torch
     executed = []
     stages = [[j for j in jobs if j[0] in SWEEP_NOTEBOOKS], [j for j in jobs if j[0] not in SWEEP_NOTEBOOKS]]
