@@ -149,7 +149,8 @@ def test_the_cli_dispatches_the_launcher(tmp_path, monkeypatch, capsys):
     assert reproduce.main(["run", "--profile", "tiny", "--launcher", "slurm", "--partition", "gpu",
                            "--gpus-per-node", "4"]) == 0
     (count, options, cluster), = calls
-    assert count == 3 and cluster == "slurm" and (options.partition, options.gpus_per_node) == ("gpu", 4)
+    # the tiny profile: three methods and the supervised ceiling
+    assert count == 4 and cluster == "slurm" and (options.partition, options.gpus_per_node) == ("gpu", 4)
     with pytest.raises(SystemExit):
         reproduce.main(["run", "--profile", "tiny", "--partition", "gpu"])  # job options need a job launcher
     assert "are for --launcher slurm" in capsys.readouterr().err

@@ -20,8 +20,7 @@ def test_only_checked_cells_store_text_outputs(name):
 
 
 # Notebooks without a checked cell, and why; every other notebook has at least one
-UNCHECKED = {"13_fig_video_segmentation": "being rewritten (with 10, 11, 14) at the time checks were added to the "
-                                          "others; its sequence line (name, shape, objects) is deterministic"}
+UNCHECKED: dict[str, str] = {}  # notebook -> why it has no checked cell (none today: every notebook has one)
 
 
 def test_checked_outputs_exist_where_promised():
