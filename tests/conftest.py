@@ -91,10 +91,15 @@ def pytest_xdist_make_scheduler(config, log):
     return NotebookAwareScheduling(config, log)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin has made its factory
 def pytest_configure(config):
-    """One data cache for the session, made by the controlling process (a worker inherits its environment)."""
+    """One data cache for the session, made by the controlling process (a worker inherits its environment), in
+    the session's pytest temporary folder: pytest's retention removes it with the folder if the session is killed
+    before `pytest_unconfigure`."""
     if not hasattr(config, "workerinput"):
-        config.mcjepa_cache = tempfile.mkdtemp(prefix="mcjepa_cache_")
+        factory = getattr(config, "_tmp_path_factory", None)
+        config.mcjepa_cache = str(factory.mktemp("mcjepa_cache") if factory is not None
+                                  else tempfile.mkdtemp(prefix="mcjepa_cache_"))
         os.environ["MCJEPA_CACHE"] = config.mcjepa_cache
 
 
