@@ -17,7 +17,6 @@ content.json (the measurements), content.md and content.png (`--redraw` rebuilds
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -31,6 +30,7 @@ from mcjepa.claims import welch  # noqa: E402
 from mcjepa.eval.compare import untrained_run  # noqa: E402
 from mcjepa.eval.references import FLOORS, RAW_COLOUR, SUPERVISED, UNTRAINED, range_fraction  # noqa: E402
 from mcjepa.experiments import ensure_runs, run_config, run_dir  # noqa: E402
+from mcjepa.report import load_json, save_json  # noqa: E402
 from mcjepa.utils import atomic_write  # noqa: E402
 
 LABELS = {"vicreg": "VICReg", "m-jepa": "M-JEPA", "mc-jepa": "MC-JEPA"}
@@ -117,19 +117,20 @@ def main() -> None:
     seconds = time.time() - began
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "content.json", "w") as handle:
-        json.dump({"seeds": args.seeds, "probe_seeds": args.probe_seeds, "rows": rows, "table": table,
-                   "seconds": seconds}, handle, indent=1, default=lambda v: None)
+    save_json({"seeds": args.seeds, "probe_seeds": args.probe_seeds, "rows": rows, "table": table,
+               "seconds": seconds}, out / "content.json")
     render(out)
+
+
+def number(value) -> float:
+    """A stored number; NaN for null (the JSON of a missing spread or range)."""
+    return math.nan if value is None else value
 
 
 def render(out: Path) -> None:
     """content.md and content.png from the measurements in out/content.json (printed as well)."""
-    record = json.loads((out / "content.json").read_text())
+    record = load_json(out / "content.json", "benchmark record")
     table, rows = record["table"], record["rows"]
-
-    def number(value):
-        return math.nan if value is None else value
 
     def cell(metric, row):
         item = table[row][metric]
@@ -174,7 +175,7 @@ def plot(table: dict, rows: list[str], path: Path) -> None:
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     for ax, (metric, title) in zip(fig.subplots(1, 2), (("miou", "linear-probe mIoU (%)"), ("jf", "J&F (%)"))):
         means = [table[r][metric]["mean"] for r in rows]
-        sds = [table[r][metric]["sd"] if math.isfinite(table[r][metric]["sd"]) else 0 for r in rows]
+        sds = [table[r][metric]["sd"] if math.isfinite(number(table[r][metric]["sd"])) else 0 for r in rows]
         colours = ["0.6" if r in FLOORS else "tab:green" if r == SUPERVISED else "tab:blue" for r in rows]
         ax.bar(range(len(rows)), means, yerr=sds, color=colours, capsize=3)
         for i, r in enumerate(rows):

@@ -16,7 +16,6 @@ The x axis of the figure is core-seconds: steps x the measured seconds per step 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from mcjepa.eval.runners import flow_eval_dataset, flow_fn  # noqa: E402
 from mcjepa.experiments import ensure_runs, is_finished, run_config, run_dir  # noqa: E402
 from mcjepa.models.checkpoint import load_model  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
+from mcjepa.report import save_json  # noqa: E402
 from mcjepa.train.metrics_log import read_metrics  # noqa: E402
 from mcjepa.train.trainer import Objective, held_out_pairs  # noqa: E402
 from mcjepa.viz.curves import plot_validation_curves  # noqa: E402
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     (args.out / "levers.md").write_text(text + "\n")
-    (args.out / "levers.json").write_text(json.dumps({"references": references, "levers": table}, indent=1))
+    save_json({"references": references, "levers": table}, args.out / "levers.json")
     return 0
 
 

@@ -12,7 +12,6 @@ Middlebury Motorcycle stereo pair at 1/4 scale, u = -disparity) the EPE (px), Fl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mcjepa.eval.classical import CLASSICAL_FLOW, classical_flow_fn, evaluate_ti
 from mcjepa.eval.runners import flow_eval_dataset, flow_fn  # noqa: E402
 from mcjepa.experiments import ensure_runs, is_finished, run_config, run_dir  # noqa: E402
 from mcjepa.models.checkpoint import load_model  # noqa: E402
+from mcjepa.report import save_json  # noqa: E402
 
 DATASETS = ("embedded", "motorcycle")
 MODELS = {"tiny M-JEPA": "m-jepa", "tiny MC-JEPA": "mc-jepa"}
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     table = measure(args.runs_dir, train=not args.no_train)
     print(markdown(table))
     if args.json:
-        args.json.write_text(json.dumps(table, indent=1))
+        save_json(table, args.json)
     return 0
 
 

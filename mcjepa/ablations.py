@@ -32,7 +32,6 @@ run itself is cached by `ensure_run`), so re-running a sweep only does new work.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import warnings
 from pathlib import Path
@@ -42,11 +41,11 @@ import numpy as np
 
 from .config import Config, apply_overrides
 from .data.registry import SCALE_DATASETS, eval_roots
-from .experiments import (check_integer, check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir,
-                          save_json)
+from .experiments import check_integer, check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir
 from .eval.suite import evaluate_run
 from .eval.tables import PAPER_ABLATIONS
 from .models.checkpoint import read_checkpoint
+from .report import fmt, is_number, load_json, markdown_table, mean_std_text, save_json
 from .train.metrics_log import read_metrics
 from .train.trainer import TrainingDiverged
 
@@ -156,10 +155,6 @@ def _dedupe_by_step(rows: Sequence[Mapping]) -> list[Mapping]:
     return [by_step[s] for s in sorted(by_step, key=lambda s: -1 if s is None else s)]
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def stability_summary(rows: Sequence[Mapping]) -> dict:
     """Training-stability numbers from metrics rows ({"step", "feat_std/<level>", "feat_norm/max", ...}).
 
@@ -174,7 +169,7 @@ def stability_summary(rows: Sequence[Mapping]) -> dict:
     norm_max = None
     for row in rows:
         for key, value in row.items():
-            if not _finite(value):
+            if not is_number(value):
                 continue
             if key.startswith("feat_std/"):
                 level = key.split("/", 1)[1]
@@ -193,7 +188,7 @@ def feature_std_series(rows: Sequence[Mapping]) -> dict[str, list[list[float]]]:
     series: dict[str, list[list[float]]] = {}
     for row in _dedupe_by_step(rows):
         for key, value in row.items():
-            if key.startswith("feat_std/") and _finite(value):
+            if key.startswith("feat_std/") and is_number(value):
                 series.setdefault(key.split("/", 1)[1], []).append([float(row.get("step", 0)), float(value)])
     return dict(sorted(series.items()))
 
@@ -207,8 +202,9 @@ def _cached_point(path: Path, cfg_hash: str, tasks: Sequence[str], datasets: Map
     if not path.is_file():
         return None
     try:
-        point = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        point = load_json(path, "ablation point")
+    except ValueError as err:
+        warnings.warn(f"{err}: evaluating the point again", stacklevel=3)
         return None
     if (point.get("format") == POINT_FORMAT and point.get("config_hash") == cfg_hash
             and set(tasks) <= set(point.get("tasks", ())) and point.get("eval_datasets") == dict(datasets)):
@@ -273,7 +269,7 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     save_json(point, path)
-    return json.loads(path.read_text())  # what collect() will read back (NaN -> None)
+    return load_json(path, "ablation point")  # what collect() will read back (NaN -> None)
 
 
 def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> list[dict]:
@@ -282,11 +278,7 @@ def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | 
     folder = resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation)
     points = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            point = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"ablation point {path} is not valid JSON ({err}); delete it and re-run the point"
-                             ) from err
+        point = load_json(path, "ablation point")
         if not isinstance(point, dict) or "value" not in point:
             raise ValueError(f"ablation point {path} has no 'value': not a point file")
         if recipe is None or (point.get("recipe_hash") == recipe and point.get("format") == POINT_FORMAT):
@@ -301,7 +293,7 @@ METRICS = ("epe", "fl", "miou", "jf", "feat_std_min_all")
 def summarize(values: Sequence[float | None]) -> dict:
     """{"mean", "std" (sample std, ddof 1; None for n < 2), "n", "values"} of the finite values; mean None if
     there are none."""
-    finite = [float(v) for v in values if _finite(v)]
+    finite = [float(v) for v in values if is_number(v)]
     n = len(finite)
     return {"mean": float(np.mean(finite)) if n else None, "std": float(np.std(finite, ddof=1)) if n > 1 else None,
             "n": n, "values": finite}
@@ -320,20 +312,6 @@ def by_value(points: Sequence[Mapping]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- tables
-def _num(value, factor: float = 1.0, digits: int = 2) -> str:
-    return f"{value * factor:.{digits}f}" if _finite(value) else "-"
-
-
-def mean_std_text(summary: Mapping, factor: float = 1.0, digits: int = 2) -> str:
-    """'1.23 ± 0.04 (n=3)' from a `summarize` dict; '1.23 (n=1)' without a spread; '-' without values."""
-    if not summary.get("n"):
-        return "-"
-    text = _num(summary["mean"], factor, digits)
-    if summary.get("std") is not None:
-        text += f" ± {_num(summary['std'], factor, digits)}"
-    return f"{text} (n={summary['n']})"
-
-
 def _stability_text(point: Mapping) -> str:
     if not point.get("diverged"):
         return "no"
@@ -343,29 +321,21 @@ def _stability_text(point: Mapping) -> str:
 
 def points_markdown(points: Sequence[Mapping]) -> str:
     """A Markdown table of points: value, seed, EPE, Fl, mIoU (%), J&F (%), min feature std, diverged, run."""
-    lines = ["| value | seed | flow EPE (px) | Fl (%) | mIoU (%) | J&F (%) | min feature std | diverged | run |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for p in points:
-        lines.append(f"| {p['value']:g} | {p.get('seed', 0)} | {_num(p.get('epe'))} | {_num(p.get('fl'), digits=1)} | "
-                     f"{_num(p.get('miou'), 100, 1)} | {_num(p.get('jf'), 100, 1)} | "
-                     f"{_num(p.get('feat_std_min_all'), digits=3)} | {_stability_text(p)} | "
-                     f"{Path(str(p.get('run_dir', ''))).name} |")
-    if not points:
-        lines.append("| (no points yet) | | | | | | | | |")
-    return "\n".join(lines) + "\n"
+    header = ["value", "seed", "flow EPE (px)", "Fl (%)", "mIoU (%)", "J&F (%)", "min feature std", "diverged", "run"]
+    rows = ([f"{p['value']:g}", p.get("seed", 0), fmt(p.get("epe")), fmt(p.get("fl"), digits=1),
+             fmt(p.get("miou"), 100, 1), fmt(p.get("jf"), 100, 1), fmt(p.get("feat_std_min_all"), digits=3),
+             _stability_text(p), Path(str(p.get("run_dir", ""))).name] for p in points)
+    return markdown_table(header, rows, empty="(no points yet)") + "\n"
 
 
 def sweep_markdown(points: Sequence[Mapping]) -> str:
     """A Markdown table of a sweep, one row per value: mean ± std over seeds (n) of EPE, mIoU, J&F and the
     minimum feature std, and how many of the seeds diverged."""
-    lines = ["| value | flow EPE (px) | mIoU (%) | J&F (%) | min feature std | diverged |", "|---|---|---|---|---|---|"]
-    for row in by_value(points):
-        lines.append(f"| {row['value']:g} | {mean_std_text(row['epe'])} | {mean_std_text(row['miou'], 100, 1)} | "
-                     f"{mean_std_text(row['jf'], 100, 1)} | {mean_std_text(row['feat_std_min_all'], digits=3)} | "
-                     f"{row['diverged']} of {len(row['seeds'])} |")
-    if not points:
-        lines.append("| (no points yet) | | | | | |")
-    return "\n".join(lines) + "\n"
+    header = ["value", "flow EPE (px)", "mIoU (%)", "J&F (%)", "min feature std", "diverged"]
+    rows = ([f"{row['value']:g}", mean_std_text(row["epe"]), mean_std_text(row["miou"], 100, 1),
+             mean_std_text(row["jf"], 100, 1), mean_std_text(row["feat_std_min_all"], digits=3),
+             f"{row['diverged']} of {len(row['seeds'])}"] for row in by_value(points))
+    return markdown_table(header, rows, empty="(no points yet)") + "\n"
 
 
 def describe_point(point: Mapping) -> str:
@@ -413,11 +383,9 @@ def describe_sweep(points: Sequence[Mapping]) -> str:
 
 def trends_markdown(figures_dir: str | Path | None = None, recipe: str | None = None) -> str:
     """Markdown table: each ablation, what the paper reports (PAPER_TRENDS), what our points show."""
-    lines = ["| ablation | paper (reported) | ours (stored points, means over seeds) |", "|---|---|---|"]
-    for ablation in (*FIG5_PANELS, "vc"):
-        lines.append(f"| {LABELS[ablation]} (`{ABLATIONS[ablation]}`) | {PAPER_TRENDS[ablation]} | "
-                     f"{describe_sweep(collect(ablation, figures_dir, recipe))} |")
-    return "\n".join(lines) + "\n"
+    rows = ([f"{LABELS[ablation]} (`{ABLATIONS[ablation]}`)", PAPER_TRENDS[ablation],
+             describe_sweep(collect(ablation, figures_dir, recipe))] for ablation in (*FIG5_PANELS, "vc"))
+    return markdown_table(["ablation", "paper (reported)", "ours (stored points, means over seeds)"], rows) + "\n"
 
 
 VC_COLUMNS = ("setting", "flow EPE (px)", "mIoU (%)", "J&F (%)", "min feature std", "diverged")
@@ -440,8 +408,8 @@ def vc_rows(points: Sequence[Mapping]) -> list[tuple[list[str], bool]]:
     for setting, stability in (("no VC regularisation", "unstable (reported)"),
                                ("VC on every layer + 1-epoch warm-up (final)", "-")):
         r = paper[setting]
-        rows.append(([f"paper: {setting}", _num(r["kitti2015_train_epe"]), _num(r["voc_linear"], digits=1),
-                      _num(r["davis_jf"], digits=1), "-", stability], False))
+        rows.append(([f"paper: {setting}", fmt(r["kitti2015_train_epe"]), fmt(r["voc_linear"], digits=1),
+                      fmt(r["davis_jf"], digits=1), "-", stability], False))
     return rows
 
 
@@ -452,6 +420,5 @@ VC_NOTE = ("Paper rows: KITTI-15 train EPE, VOC frozen linear mIoU, DAVIS-17 J&F
 
 def vc_markdown(points: Sequence[Mapping]) -> str:
     """The VC-regulariser ablation as Markdown: `vc_rows` (ours in bold) and `VC_NOTE`."""
-    lines = ["| " + " | ".join(VC_COLUMNS) + " |", "|" + "---|" * len(VC_COLUMNS)]
-    lines += ["| " + " | ".join(f"**{c}**" if mine else c for c in row) + " |" for row, mine in vc_rows(points)]
-    return "\n".join(lines) + f"\n\n{VC_NOTE}\n"
+    rows = vc_rows(points)
+    return markdown_table(VC_COLUMNS, [r for r, _ in rows], bold=[mine for _, mine in rows]) + f"\n\n{VC_NOTE}\n"

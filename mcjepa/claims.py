@@ -21,7 +21,6 @@ datasets are the same.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -29,12 +28,11 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from .ablations import (EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, mean_std_text, recipe_hash,
-                        summarize)
+from .ablations import EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, recipe_hash, summarize
 from .data.registry import SCALE_DATASETS, eval_roots
 from .eval.suite import evaluate_run
-from .experiments import (check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir,
-                          save_json)
+from .experiments import check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir
+from .report import fmt, load_json, markdown_table, mean_std_text, save_json
 from .utils import atomic_write
 
 ALPHA = 0.05
@@ -73,7 +71,7 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
     flows = SCALE_DATASETS[scale]["flow"] if "flow" in TASKS[method] else ()  # claim (i) is read on each
     datasets = {**EVAL_DATASETS[scale], "flow": list(flows)}
     if path.is_file():
-        stored = json.loads(path.read_text())
+        stored = load_json(path, "stored evaluation")
         if (stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash
                 and stored.get("eval_datasets") == datasets):
             return stored
@@ -95,7 +93,7 @@ def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int |
               "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),
               "created": datetime.datetime.now().isoformat(timespec="seconds")}
     save_json(result, path)
-    return json.loads(path.read_text())
+    return load_json(path, "stored evaluation")
 
 
 def method_results(seeds: Sequence[int] = (0, 1, 2), scale: str = "tiny", train: bool = False,
@@ -117,7 +115,7 @@ def stale_evaluations(seeds: Sequence[int], scale: str = "tiny", figures_dir: st
         for seed in seeds:
             path = result_path(method, seed, figures_dir)
             cfg_hash = config_hash(run_config(scale, method, {}, seed=seed))
-            stored = json.loads(path.read_text()) if path.is_file() else {}
+            stored = load_json(path, "stored evaluation") if path.is_file() else {}
             if stored.get("config_hash") != cfg_hash or stored.get("format") != RESULT_FORMAT:
                 stale.append(f"{method} seed {seed}")
     return stale
@@ -276,15 +274,13 @@ def _group(row: Mapping, which: str) -> str:
 
 def claims_markdown(rows: Sequence[Mapping]) -> str:
     """The claims table: claim | paper (reported) | measure | ours A | ours B | p | verdict, then the rule."""
-    lines = ["| claim | paper (reported) | measure | ours | compared with | p (one-sided) | verdict |",
-             "|---|---|---|---|---|---|---|"]
-    previous = None
+    cells, previous = [], None
     for r in rows:
-        p = "-" if r["p"] is None or math.isnan(r["p"]) else f"{r['p']:.3f}"
         claim, previous = ("" if r["claim"] == previous else r["claim"]), r["claim"]
-        lines.append(f"| {claim} | {r['paper']} | {r['measure']} | {_group(r, 'a')} | {_group(r, 'b')} | {p} | "
-                     f"**{r['verdict']}** |")
-    return "\n".join(lines) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+        cells.append([claim, r["paper"], r["measure"], _group(r, "a"), _group(r, "b"), fmt(r["p"], digits=3),
+                      f"**{r['verdict']}**"])
+    header = ["claim", "paper (reported)", "measure", "ours", "compared with", "p (one-sided)", "verdict"]
+    return markdown_table(header, cells) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
 
 
 def save_claims(rows: Sequence[Mapping], folder: str | Path) -> tuple[Path, Path]:

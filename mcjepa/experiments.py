@@ -32,7 +32,8 @@ from .models.checkpoint import checkpoint_path, read_checkpoint
 from .models.mcjepa import MCJEPA
 from .train.distributed import is_main
 from .train.trainer import TrainingDiverged, train
-from .utils import atomic_write, project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
+from .report import load_json, save_json
+from .utils import project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
 
 SCALES = ("tiny", "paper")
 
@@ -166,22 +167,13 @@ def run_dir(cfg: Config, runs_dir: str | Path | None = None) -> Path:
     return resolve_dir(runs_dir, "runs") / f"{cfg.train.method}-{config_hash(cfg)}"
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file the kit wrote; ValueError naming the file when it is torn or corrupted."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a valid JSON file, torn or corrupted? ({err})") from err
-
-
 def is_finished(folder: Path, cfg: Config) -> bool:
     """done.json records cfg.total_steps; a corrupted done.json is warned about and the run resumed."""
     done = folder / "done.json"
     if not done.is_file():
         return False
     try:
-        record = read_json(done)
+        record = load_json(done)
     except ValueError as err:
         warnings.warn(f"{err}; resuming the run from its checkpoint instead", stacklevel=2)
         return False
@@ -194,7 +186,7 @@ def stopped(folder: Path) -> TrainingDiverged | None:
     path = folder / "diverged.json"
     if not path.is_file():
         return None
-    record = read_json(path)
+    record = load_json(path)
     return TrainingDiverged(int(record["step"]), str(record["message"]))
 
 
@@ -274,7 +266,7 @@ def ensure_run(cfg: Config, runs_dir: str | Path | None = None, progress: bool =
         except TrainingDiverged as err:
             terminal_line(f"{folder.name}: stopped: {err}")
             raise
-        done = json.loads((folder / "done.json").read_text())
+        done = load_json(folder / "done.json")
         terminal_line(f"{folder.name}: finished {done['steps']} steps in {done['seconds'] / 60:.1f} min")
     return folder
 
@@ -290,12 +282,10 @@ def train_recorded(cfg: Config, folder: Path, progress: bool = True, eval_every:
         result = train(cfg, folder, resume=resume, progress=progress, eval_every=eval_every)
     except TrainingDiverged as err:
         if is_main():
-            with atomic_write(folder / "diverged.json", "w") as handle:
-                json.dump({"step": err.step, "message": err.message}, handle, indent=1)
+            save_json({"step": err.step, "message": err.message}, folder / "diverged.json")
         raise
     if is_main():
-        with atomic_write(folder / "done.json", "w") as handle:
-            json.dump({"steps": result.steps, "seconds": result.seconds, "last": result.last}, handle, indent=1)
+        save_json({"steps": result.steps, "seconds": result.seconds, "last": result.last}, folder / "done.json")
     return folder
 
 
@@ -367,21 +357,3 @@ def ensure_runs(configs: list[Config], runs_dir: str | Path | None = None, worke
                     if folder.is_dir():
                         print(f"[{time.time() - began:6.0f}s] {run_status(folder, todo[name])}", flush=True)
     return results
-
-
-def save_json(data: Any, path: str | Path) -> Path:
-    """Write JSON atomically (NaN becomes null), creating folders."""
-    def clean(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    path = Path(path)
-    with atomic_write(path, "w") as handle:
-        json.dump(clean(data), handle, indent=1, sort_keys=True)
-    return path
-

@@ -25,10 +25,10 @@ from .config import Config
 from .eval.compare import untrained_run
 from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED
 from .eval.suite import RawColour
-from .eval.tables import save_results_table
-from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config, save_json
+from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config
 from .train.checkpoint import load_model
-from .viz.display import markdown_table, save_figure, show
+from .report import dict_table, save_and_show, save_json, show_markdown
+from .viz.paper_table import save_results_table
 
 __all__ = ["Session", "check_name"]
 
@@ -115,17 +115,17 @@ class Session:
         return self.folder / f"{name}{suffix}"
 
     def figure(self, name: str, fig: Figure) -> None:
-        """Save `fig` as folder/<name>.png (`viz.display.save_figure`: 100 dpi, atomic) and show it inline."""
-        self._record(save_figure(fig, self.path(name, ".png")))
-        show(fig)
+        """Save `fig` as folder/<name>.png (`report.save_and_show`: 100 dpi, atomic) and show it inline."""
+        self._record(save_and_show(fig, self.path(name, ".png")))
 
     def json(self, name: str, data: Any) -> Path:
-        """Write `data` as folder/<name>.json (atomic, sorted keys, NaN -> null); returns the path."""
+        """Write `data` as folder/<name>.json (`report.save_json`: atomic, sorted keys, NaN -> null, with its
+        checksum); returns the path."""
         return self._record(save_json(data, self.path(name, ".json")))
 
     def paper_table(self, name: str, ours: Mapping, kind: str) -> None:
-        """Write the paper's table with our rows (`eval.tables.save_results_table`, kind "flow" or
-        "segmentation") as folder/<name>.md, .json and .png, and show the Markdown."""
+        """Write the paper's table with our rows (kind "flow" or "segmentation") as folder/<name>.md, .json and
+        .png (`viz.paper_table.save_results_table`), and show the Markdown."""
         paths = save_results_table(dict(ours), self.folder / check_name(name, "output name"), kind=kind)
         for path in paths.values():
             self._record(path)
@@ -134,13 +134,11 @@ class Session:
     @staticmethod
     def markdown(text: str) -> None:
         """Display `text` as Markdown."""
-        from IPython.display import Markdown, display
-
-        display(Markdown(text))
+        show_markdown(text)
 
     def table(self, rows: Mapping[str, Mapping[str, object]], digits: int = 3) -> None:
-        """Display {row: {column: value}} as a Markdown table (`viz.display.markdown_table`)."""
-        self.markdown(markdown_table(rows, digits))
+        """Display {row: {column: value}} as a Markdown table (`report.dict_table`)."""
+        self.markdown(dict_table(rows, digits))
 
     @property
     def written(self) -> list[str]:

@@ -18,6 +18,7 @@ from mcjepa.ablations import (
 )
 from mcjepa.experiments import config_hash, run_config, run_dir
 from mcjepa.train.trainer import TrainingDiverged
+from mcjepa.report import load_json
 
 SMALL = dict(scale="tiny", epochs=2, steps_per_epoch=3, seed=0)
 RECIPE = dict(scale="tiny", epochs=2, steps_per_epoch=3)
@@ -137,7 +138,7 @@ def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
     fake = FakeRuns(monkeypatch)
     point = run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
     path = tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed0.json"
-    assert path.is_file() and json.loads(path.read_text()) == point
+    assert path.is_file() and load_json(path) == point
     cfg = point_config("cycle", 0.2, **SMALL)
     assert point["config_hash"] == config_hash(cfg) and point["run_dir"] == run_dir(cfg, tmp_path / "runs").name
     assert point["recipe_hash"] == recipe_hash(**RECIPE) and point["overrides"] == {}

@@ -13,6 +13,7 @@ from mcjepa.ablations import EVAL_DATASETS, base_config
 from mcjepa.claims import (RESULT_FORMAT, claims, claims_markdown, cycle_claim, method_result, result_path,
                            save_claims, verdict, welch)
 from mcjepa.experiments import config_hash, run_config, run_dir
+from mcjepa.report import load_json
 from tests.test_ablations import write_point
 
 
@@ -82,7 +83,7 @@ def test_method_result_evaluates_once_and_reads_back(tmp_path, monkeypatch):
     fake = FakeEvaluation(monkeypatch)
     result = method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
     path = result_path("mc-jepa", 1, tmp_path)
-    assert path == tmp_path / "claims" / "runs" / "mc-jepa_seed1.json" and json.loads(path.read_text()) == result
+    assert path == tmp_path / "claims" / "runs" / "mc-jepa_seed1.json" and load_json(path) == result
     assert result["config_hash"] == config_hash(run_config("tiny", "mc-jepa", {}, seed=1))
     assert (result["epe/embedded"], result["epe/motorcycle"], result["miou"], result["jf"]) == (1.5, 4.0, 0.16, 0.4)
     assert result["run_dir"] == f"mc-jepa-{result['config_hash']}"  # the run's name, not the machine's path

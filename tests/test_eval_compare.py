@@ -5,6 +5,7 @@ import math
 import warnings
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 import torch
 
 from mcjepa.eval import compare
@@ -13,7 +14,8 @@ from mcjepa.eval.compare import (
     FLOW_METRICS, PAPER_COLUMNS, STAND_INS, bar_values, class_names, eval_datasets, evaluate_runs, paper_table_rows,
     plot_per_class_iou, results_markdown, untrained_run, zero_flow_results,
 )
-from mcjepa.eval.tables import FLOW_COLUMNS, SEGMENTATION_COLUMNS, results_table
+from mcjepa.eval.tables import FLOW_COLUMNS, SEGMENTATION_COLUMNS
+from mcjepa.viz.paper_table import results_table
 from mcjepa.experiments import run_config
 from mcjepa.models.checkpoint import load_model
 
@@ -164,7 +166,7 @@ def test_per_class_iou_heatmap_uses_class_names():
 
 
 def test_results_table_figure_fits_long_labels():
-    """tables.results_table sizes columns by their text (a long 'ours' label used to be cut off)."""
+    """viz.paper_table.results_table sizes columns by their text (a long 'ours' label used to be cut off)."""
     label = "ours (tiny): MC-JEPA [Sintel clean col. = embedded, KITTI-15 col. = motorcycle]"
     _, fig = results_table({label: {"sintel_clean_train": 1.0}}, kind="flow")
     table = fig.axes[0].tables[0]
@@ -174,8 +176,9 @@ def test_results_table_figure_fits_long_labels():
     method_width, number_width = cells[(0, 0)].get_width(), cells[(0, 6)].get_width()
     assert method_width > 2.5 * number_width  # the label column is as wide as its longest text needs
     assert sum(cells[(0, c)].get_width() for c in range(8)) == pytest.approx(1.0)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    canvas = FigureCanvasAgg(fig)  # the kit's figures are made without pyplot: draw on an Agg canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()
     text_box = cells[(n_rows, 0)].get_text().get_window_extent(renderer)
     cell_box = cells[(n_rows, 0)].get_window_extent(renderer)
     assert text_box.x0 >= cell_box.x0 - 1 and text_box.x1 <= cell_box.x1 + 1  # the label fits its cell

@@ -8,7 +8,6 @@ import torch
 from mcjepa.viz.bars import plot_grouped_bars
 from mcjepa.viz.curves import group_loss_keys, plot_dimension_std, plot_loss_curves
 from mcjepa.viz.data_overview import plot_data_overview
-from mcjepa.viz.display import markdown_table
 from mcjepa.viz.flow import plot_flow_rows
 from mcjepa.viz.segmentation import plot_per_frame_scores
 from mcjepa.viz.widgets import DataTour
@@ -90,9 +89,3 @@ def test_trainer_metric_names_are_grouped_by_branch():
     fig = plot_loss_curves(rows)
     assert [ax.get_title() for ax in fig.axes] == ["flow losses", "content losses", "validation"]
     assert [ax.get_yscale() for ax in fig.axes] == ["log", "log", "linear"]
-
-
-def test_markdown_table_rows_columns_and_missing_values():
-    text = markdown_table({"M-JEPA": {"epe": 1.23456, "n": 32}, "zero flow": {"epe": float("nan"), "fl": 50.0}}, 2)
-    assert text.splitlines() == ["| | epe | n | fl |", "|---|---|---|---|", "| M-JEPA | 1.23 | 32 | - |",
-                                 "| zero flow | - | - | 50.00 |"]

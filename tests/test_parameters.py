@@ -9,6 +9,7 @@ from mcjepa import experiments
 from mcjepa.__main__ import main as cli
 from mcjepa.config import apply_overrides, flat_keys, paper, tiny, validate
 from mcjepa.data.manifests import main as data_cli
+from mcjepa.report import load_json
 
 BAD = [  # (dotted key, value, words the message must contain)
     ("train.lr_encoder", -1.0, ">= 0"), ("train.lr_flow", -1e-9, ">= 0"), ("train.grad_clip", -1.0, "> 0"),
@@ -147,9 +148,9 @@ def test_cli_errors_are_one_line_naming_the_thing(tmp_path, capsys):
 def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
     (tmp_path / "a.json").write_text('{"x": 1}')
     (tmp_path / "b.json").write_text('{"x": ')
-    assert experiments.read_json(tmp_path / "a.json") == {"x": 1}
+    assert load_json(tmp_path / "a.json") == {"x": 1}
     with pytest.raises(ValueError, match=f"{tmp_path / 'b.json'}: not a valid JSON file"):
-        experiments.read_json(tmp_path / "b.json")
+        load_json(tmp_path / "b.json")
     cfg = tiny()
     (tmp_path / "done.json").write_text('{"steps": ')
     with pytest.warns(UserWarning, match="done.json: not a valid JSON file"):

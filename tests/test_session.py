@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from mcjepa.config import preset
 from mcjepa.experiments import run_dir
+from mcjepa.report import load_json
 from mcjepa.session import Session, check_name
 from mcjepa.viz.bars import plot_grouped_bars
 
@@ -25,7 +26,7 @@ def test_outputs_go_to_the_notebook_folder_and_are_listed(tmp_path, capsys):
     assert "Image" in capsys.readouterr().out  # shown (outside a kernel, IPython prints the object)
     path = nb.json("numbers", {"b": 1, "a": float("nan"), "c": [1.5, math.inf]})
     assert path == nb.folder / "numbers.json"
-    assert json.loads(path.read_text()) == {"a": None, "b": 1, "c": [1.5, None]}
+    assert load_json(path) == {"a": None, "b": 1, "c": [1.5, None]}
     assert (nb.folder / "bars.png").read_bytes()[:8] == PNG
     nb.json("numbers", {"b": 2})  # rewritten: listed once
     assert nb.written == ["bars.png", "numbers.json"]

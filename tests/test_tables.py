@@ -1,6 +1,5 @@
 """Paper numbers as data (checked against the write-up in docs/method.md) and our-vs-paper tables."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,9 @@ from mcjepa.eval.tables import (
     PAPER_DAVIS_MC_JEPA,
     PAPER_FLOW,
     PAPER_SEGMENTATION,
-    results_table,
-    save_results_table,
 )
+from mcjepa.report import load_json
+from mcjepa.viz.paper_table import results_table, save_results_table
 
 PAPER_MD = Path(__file__).resolve().parents[1] / "docs" / "method.md"
 
@@ -86,7 +85,7 @@ def test_save_results_table(tmp_path):
         {"voc_linear": 20.5, "davis_jf": float("nan")}, tmp_path / "sub" / "seg", kind="segmentation"
     )
     assert sorted(p.name for p in paths.values()) == ["seg.json", "seg.md", "seg.png"]
-    data = json.loads(paths["json"].read_text())
+    data = load_json(paths["json"])
     assert data["ours"][0]["voc_linear"] == 20.5 and data["ours"][0]["davis_jf"] is None
     assert data["ours"][0]["method"].startswith("ours")
     assert len(data["paper"]) == len(PAPER_SEGMENTATION)

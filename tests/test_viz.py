@@ -11,7 +11,7 @@ from mcjepa.models.warp import resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_color_wheel, flow_to_rgb
 from mcjepa.viz.bars import plot_grouped_bars
 from mcjepa.viz.curves import plot_loss_curves
-from mcjepa.viz.display import figure_png, save_figure
+from mcjepa.report import figure_png, save_figure
 from mcjepa.viz.flow import plot_flow_comparison
 from mcjepa.viz.segmentation import colorize_labels, label_palette, plot_segmentation, plot_video_segmentation
 from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_point

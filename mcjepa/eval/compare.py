@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from ..config import Config, config_hash, to_dict
 from ..data.registry import EVAL_DATASETS, EVAL_TASKS, SCALE_DATASETS, class_names, eval_roots, flow_eval_dataset
 from ..models.mcjepa import MCJEPA
+from ..report import fmt, is_number, markdown_table
 from ..utils import atomic_torch_save, atomic_write, resolve_dir
 from . import suite
 from .classical import CLASSICAL_FLOW, classical_flow_results
@@ -145,10 +146,6 @@ def baseline_backbones() -> dict:
     return {"zero flow": "-", **{label: "- (classical)" for label in CLASSICAL_FLOW.values()}}
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def paper_table_rows(results: Mapping[str, Mapping[str, Mapping]], task: str, scale: str = "tiny",
                      backbones: Mapping[str, str] | None = None) -> dict:
     """Our rows for `save_results_table(ours, ..., kind="flow" | "segmentation")`: {label: {column: value}}.
@@ -166,7 +163,7 @@ def paper_table_rows(results: Mapping[str, Mapping[str, Mapping]], task: str, sc
         row, stand_ins = {}, []
         for dataset, metrics in per_dataset.items():
             column = mapping.get(dataset)
-            if column is None or not _finite(metrics.get(metric)):
+            if column is None or not is_number(metrics.get(metric)):
                 continue
             row[column] = metrics[metric] * factor
             if scale == "tiny":
@@ -182,12 +179,9 @@ def results_markdown(results: Mapping[str, Mapping[str, Mapping]],
                      metrics: Sequence[tuple[str, str, float, int]]) -> str:
     """Markdown table, one row per (method, dataset), columns `metrics` = (key, header, factor, digits)."""
     header = ["method", "dataset"] + [h for _, h, _, _ in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, per_dataset in results.items():
-        for dataset, values in per_dataset.items():
-            cells = [f"{values[k] * f:.{d}f}" if _finite(values.get(k)) else "-" for k, _, f, d in metrics]
-            lines.append("| " + " | ".join([method, dataset] + cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = ([method, dataset] + [fmt(values.get(k), f, d) for k, _, f, d in metrics]
+            for method, per_dataset in results.items() for dataset, values in per_dataset.items())
+    return markdown_table(header, rows) + "\n"
 
 
 def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[tuple[str, str, float]]) -> dict:
@@ -199,7 +193,7 @@ def bar_values(results: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[t
     for dataset in datasets:
         for key, label, factor in metrics:
             name = dataset if len(metrics) == 1 else label if len(datasets) == 1 else f"{dataset}: {label}"
-            groups[name] = {m: (per[dataset][key] * factor if dataset in per and _finite(per[dataset].get(key))
+            groups[name] = {m: (per[dataset][key] * factor if dataset in per and is_number(per[dataset].get(key))
                                 else math.nan) for m, per in results.items()}
     return groups
 
@@ -215,7 +209,7 @@ def plot_per_class_iou(results: Mapping[str, Mapping[str, Mapping]], dataset: st
     count = min(max(len(v) for v in per_method.values()), max_classes)
     names = list(names or class_names(dataset))[:count]
     names += [str(i) for i in range(len(names), count)]
-    grid = np.array([[100 * ious[i] if i < len(ious) and _finite(ious[i]) else np.nan for i in range(count)]
+    grid = np.array([[100 * ious[i] if i < len(ious) and is_number(ious[i]) else np.nan for i in range(count)]
                      for ious in per_method.values()], dtype=np.float64)
     fig = Figure(figsize=(1.6 + 0.62 * count, 0.9 + 0.42 * len(per_method)), layout="constrained")
     ax = fig.subplots()

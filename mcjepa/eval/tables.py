@@ -4,18 +4,16 @@ Source: the paper's reported results, restated in docs/method.md (MC-JEPA, Barde
 independent write-ups; "-" in the paper = None here). Our rows are ALWAYS labelled as ours with their
 scale/data (e.g. "ours (tiny, embedded data)") and highlighted in the figure: this kit's numbers come from
 small models on small data and are not comparable to the paper-scale numbers.
-pandas is not a dependency: plain Python -> Markdown, JSON, and a matplotlib table figure.
+pandas is not a dependency: plain Python rows -> Markdown here; the same table as a figure and files in
+`mcjepa.viz.paper_table`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import warnings
-from pathlib import Path
 
-from mcjepa.utils import atomic_write
+from ..report import fmt, markdown_table
 
 # ------------------------------------------------------------------------------------------- paper data
 FLOW_COLUMNS = {  # key -> header
@@ -148,26 +146,20 @@ def _our_rows(ours: dict, kind: str, label: str) -> list[dict]:
     return rows
 
 
-def _fmt(value, digits: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, float)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table_cells(ours: dict, kind: str, label: str):
+def table_cells(ours: dict, kind: str, label: str = DEFAULT_LABEL) -> tuple[list[str], list[list[str]], list[dict]]:
+    """(header, body cells as text, rows as data with "_ours") of the paper's table of `kind` with our rows
+    (see `table_markdown` for `ours` and `label`)."""
     if kind not in KINDS:
         raise ValueError(f"results_table: kind must be one of {list(KINDS)}, got {kind!r}")
     id_cols, columns, paper_rows, digits = KINDS[kind]
     rows = [dict(r, _ours=False) for r in paper_rows] + _our_rows(ours or {}, kind, label)
     header = [c.capitalize() for c in id_cols] + list(columns.values())
-    body = [[_fmt(r[c], digits) for c in id_cols] + [_fmt(r[c], digits) for c in columns] for r in rows]
+    body = [[fmt(r[c], digits=digits) for c in id_cols] + [fmt(r[c], digits=digits) for c in columns] for r in rows]
     return header, body, rows
 
 
-def results_table(ours: dict, kind: str = "flow", label: str = DEFAULT_LABEL):
-    """Markdown table + matplotlib figure with the paper's rows and ours.
+def table_markdown(ours: dict, kind: str = "flow", label: str = DEFAULT_LABEL) -> str:
+    """The paper's table of `kind` with our rows (bold) under it, then `CAVEAT`, as Markdown.
 
     Args:
         ours: {metric key: value} for one row (keys from FLOW_COLUMNS / SEGMENTATION_COLUMNS /
@@ -176,65 +168,7 @@ def results_table(ours: dict, kind: str = "flow", label: str = DEFAULT_LABEL):
         Units as in the paper: EPE in px, Fl-all, mIoU and J&F in PERCENT (our eval functions return mIoU
             and J&F as fractions: multiply by 100; a warning fires if all values look like fractions).
         label: the label of a single row; any label not starting with "ours" is prefixed with "ours: ".
-    Returns:
-        (markdown str, matplotlib Figure); our rows are bold in Markdown and highlighted in the figure.
+    Raises ValueError for an unknown kind or metric key. The figure of the same table: `viz.paper_table`.
     """
-    import matplotlib.pyplot as plt
-
-    header, body, rows = _table_cells(ours, kind, label)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for cells, row in zip(body, rows):
-        if row["_ours"]:
-            cells = [f"**{c}**" for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    markdown = "\n".join(lines) + f"\n\n{CAVEAT}\n"
-
-    # Column widths follow the longest text of each column, so that long row labels are not cut off.
-    chars = [max(len(str(text)) for text in [name] + [cells[i] for cells in body]) + 2
-             for i, name in enumerate(header)]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.075 * sum(chars)), 0.24 * (len(body) + 1) + 0.4))
-    ax.axis("off")
-    table = ax.table(cellText=body, colLabels=header, cellLoc="center", bbox=[0, 0, 1, 1],
-                     colWidths=[c / sum(chars) for c in chars])
-    table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    for (r, _), cell in table.get_celld().items():
-        if r == 0:
-            cell.set_facecolor("#dddddd")
-        elif rows[r - 1]["_ours"]:
-            cell.set_facecolor("#fff2b3")
-    ax.set_title(f"{kind}: paper (reported) vs ours (highlighted; not paper scale)", fontsize=9)
-    fig.tight_layout()
-    return markdown, fig
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def save_results_table(ours: dict, path_stem, kind: str = "flow", label: str = DEFAULT_LABEL) -> dict[str, Path]:
-    """Write `<stem>.md`, `<stem>.json` (paper rows, our rows, caveat) and `<stem>.png`, atomically."""
-    import matplotlib.pyplot as plt
-
-    stem = Path(path_stem)
-    markdown, fig = results_table(ours, kind, label)
-    _, _, rows = _table_cells(ours, kind, label)
-    payload = {
-        "kind": kind,
-        "caveat": CAVEAT,
-        "paper": [{k: _json_safe(v) for k, v in r.items() if k != "_ours"} for r in rows if not r["_ours"]],
-        "ours": [{k: _json_safe(v) for k, v in r.items() if k != "_ours"} for r in rows if r["_ours"]],
-    }
-    paths = {ext: stem.with_name(stem.name + f".{ext}") for ext in ("md", "json", "png")}
-    with atomic_write(paths["md"], "w") as handle:
-        handle.write(markdown)
-    with atomic_write(paths["json"], "w") as handle:
-        json.dump(payload, handle, indent=2)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    with atomic_write(paths["png"], "wb") as handle:
-        handle.write(buffer.getvalue())
-    return paths
+    header, body, rows = table_cells(ours, kind, label)
+    return markdown_table(header, body, bold=[r["_ours"] for r in rows]) + f"\n\n{CAVEAT}\n"

@@ -18,9 +18,8 @@ from ..ablations import (ABLATIONS, FIG5_PANELS, LABELS, PAPER_TRENDS, VC_COLUMN
                          collect, describe_sweep, point_name, points_markdown, sweep_markdown, trends_markdown,
                          vc_markdown, vc_rows)
 from ..claims import claims_markdown, save_claims
-from ..experiments import resolve_dir, save_json
-from ..utils import atomic_write
-from .display import save_figure, show
+from ..report import save_and_show, save_json, show_markdown
+from ..utils import atomic_write, resolve_dir
 
 
 def _means(rows: Sequence[Mapping], key: str, factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -280,18 +279,6 @@ def plot_claims(rows: Sequence[Mapping]) -> Figure:
 
 
 # ------------------------------------------------------------------------------------------- notebook reports
-def _markdown(text: str) -> None:
-    from IPython.display import Markdown, display  # deferred: IPython comes with the notebooks extra
-
-    display(Markdown(text))
-
-
-def _figure(fig: Figure, path: Path) -> Path:
-    save_figure(fig, path)
-    show(fig)
-    return path
-
-
 def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None = None) -> list[str]:
     """What an ablation notebook (04-07) shows for its point: the point's row, its divergence message if any,
     the sweep so far (mean ± std over seeds per value, ours vs the paper's trend) and the sweep figure, saved as
@@ -301,23 +288,23 @@ def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None =
     ablation = point["ablation"]
     folder = resolve_dir(figures_dir, "figures") / notebook
     tag = point_name(0, 0, point.get("overrides")).split("_seed0", 1)[1]  # the recipe's overrides, if any
-    _markdown(f"**This point** (`{ABLATIONS[ablation]}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
-              + points_markdown([point]))
+    show_markdown(f"**This point** (`{ABLATIONS[ablation]}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
+                  + points_markdown([point]))
     if point.get("diverged"):
         print("STOPPED:", point["diverged_message"])
     points = collect(ablation, figures_dir, recipe=point["recipe_hash"])
-    _markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
-              f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
-    written = [_figure(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]),
+    show_markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
+                  f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
+    written = [save_and_show(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]),
                        folder / f"{ablation}_points{tag}.png")]
     if ablation == "vc":
         name = Path(str(point.get("run_dir", ""))).name
         floor = (point.get("overrides") or {}).get("train.min_feature_std")
-        written.append(_figure(
+        written.append(save_and_show(
             plot_feature_std(point, floor=floor, title=f"vc = {point['value']:g}, seed {point.get('seed', 0)}: "
                                                        f"feature std per flow level ({name})"),
             folder / f"feature_std_vc_{point_name(point['value'], point.get('seed', 0), point.get('overrides'))}.png"))
-        written.append(_figure(plot_vc_stability(points), folder / f"vc_stability{tag}.png"))
+        written.append(save_and_show(plot_vc_stability(points), folder / f"vc_stability{tag}.png"))
     return sorted(path.name for path in written)
 
 
@@ -331,25 +318,24 @@ def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder:
     points by ablation and the names of the files written (in `folder`)."""
     points = {ablation: collect(ablation, figures_dir, recipe) for ablation in ABLATIONS}
     for ablation, found in points.items():
-        _markdown(f"**{LABELS[ablation]}** (`{ABLATIONS[ablation]}`)\n\n" + sweep_markdown(found))
+        show_markdown(f"**{LABELS[ablation]}** (`{ABLATIONS[ablation]}`)\n\n" + sweep_markdown(found))
     written = [save_json({"recipe": recipe, "points": points, "paper_trends": PAPER_TRENDS},
                          folder / "ablation_points.json"),
-               _figure(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")]
-    _markdown(trends_markdown(figures_dir, recipe))
+               save_and_show(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")]
+    show_markdown(trends_markdown(figures_dir, recipe))
     markdown = vc_markdown(points["vc"])
-    _markdown(markdown)
+    show_markdown(markdown)
     with atomic_write(folder / "vc_table.md", "w") as handle:
         handle.write(markdown)
-    written += [folder / "vc_table.md", _figure(plot_vc_table(points["vc"]), folder / "vc_table.png"),
-                _figure(plot_vc_stability(points["vc"]), folder / "vc_stability.png")]
+    written += [folder / "vc_table.md", save_and_show(plot_vc_table(points["vc"]), folder / "vc_table.png"),
+                save_and_show(plot_vc_stability(points["vc"]), folder / "vc_stability.png")]
     if guard_recipe is not None:
         guarded = collect("vc", figures_dir, guard_recipe)
         for p in guarded:
             print(f"vc = {p['value']:g}, seed {p.get('seed', 0)}: "
                   + (f"STOPPED by the guard: {p['diverged_message']}" if p.get("diverged") else "not stopped"))
-        written.append(_figure(plot_vc_stability(guarded, title="instability setting (mcjepa.ablations.INSTABILITY, "
-                                                                "collapse guard on): lowest per-level feature std"),
-                               folder / "instability.png"))
+        title = "instability setting (mcjepa.ablations.INSTABILITY, collapse guard on): lowest per-level feature std"
+        written.append(save_and_show(plot_vc_stability(guarded, title=title), folder / "instability.png"))
     return points, sorted(Path(path).name for path in written)
 
 
@@ -357,6 +343,6 @@ def report_claims(rows: Sequence[Mapping], folder: Path) -> list[str]:
     """What notebook 08 shows of the claims: the table with verdicts (`claims.md`, `claims.json`) and one panel
     per row (`claims.png`). Returns the names of the files written (in `folder`), sorted."""
     written = list(save_claims(rows, folder))
-    _markdown(claims_markdown(rows))
-    written.append(_figure(plot_claims(rows), folder / "claims.png"))
+    show_markdown(claims_markdown(rows))
+    written.append(save_and_show(plot_claims(rows), folder / "claims.png"))
     return sorted(path.name for path in written)

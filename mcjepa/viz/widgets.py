@@ -23,7 +23,7 @@ from mcjepa.data.augment import resize_sparse_flow
 from mcjepa.models.warp import inside_image_mask, resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, robust_flow_radius, to_numpy
 from mcjepa.viz.data_overview import draw_panel
-from mcjepa.viz.display import figure_png
+from mcjepa.report import figure_png
 from mcjepa.viz.flow import ZERO_FLOW, add_flow_legend
 from mcjepa.viz.images import hide_ticks, to_image
 from mcjepa.viz.segmentation import IGNORE_COLOR, add_class_legend, colorize_labels, overlay_mask
