@@ -21,16 +21,42 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 
+# -- what a field declares beside its default ---------------------------------------------------------------
+# Each knob's valid range sits next to it (`knob(default, rule)`); `validate` checks every field against its rule.
+# A rule is (predicate, the valid range in words). Types are checked first, against the default (`_check_type`).
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
+POSITIVE = (lambda v: v > 0, "> 0")
+PROBABILITY = (lambda v: 0 <= v <= 1, "in [0, 1]")
+CHECKED_WHERE_USED = (lambda v: True, "checked where it is used")  # names and paths (the dataset registry, ...)
+METHODS = ("m-jepa", "vicreg", "mc-jepa", "supervised")
+
+
+def choice(*options: Any) -> tuple:
+    """The rule of a field that takes one of `options`."""
+    words = " or ".join(", ".join(repr(o) for o in options).rsplit(", ", 1))
+    return (lambda v: v in options, words)
+
+
+def knob(default: Any, valid: tuple | None = None, neutral: bool = False) -> Any:
+    """A config field: its `default`, its `valid` rule (None only for bools, tuples and dicts: their type, and
+    `_check_tuples`, say what is valid) and whether it is hash-`neutral`: a knob added after runs were cached
+    whose default reproduces the behaviour from before it existed; while it holds that default it is left out of
+    the run's identity (`identity`), so adding it does not orphan every cached run. A field that is not neutral
+    changes every run's hash when it is added (tests/test_config_fields.py names it)."""
+    return field(default=default, metadata={"valid": valid, "neutral": neutral})
+
+
 @dataclass
 class EncoderConfig:
     """ConvNeXt pyramid. Levels, finest first: stem (stride 2), the four stages (4, 8, 16, 32), extra (64)."""
 
-    stem_dim: int = 48  # our choice: width of the stride-2 level (the split stride-4 stem)
+    stem_dim: int = knob(48, AT_LEAST_ONE)  # our choice: width of the stride-2 level (the split stride-4 stem)
     depths: tuple[int, ...] = (3, 3, 9, 3)  # ConvNeXt-T
     dims: tuple[int, ...] = (96, 192, 384, 768)  # ConvNeXt-T
     extra_level: bool = True  # a stride-64 level so the flow pyramid has 6 levels, as in the paper
-    drop_path: float = 0.1
-    layer_scale_init: float = 1e-6
+    drop_path: float = knob(0.1, (lambda v: 0 <= v < 1, "in [0, 1)"))
+    layer_scale_init: float = knob(1e-6, NON_NEGATIVE)
 
 
 @dataclass
@@ -38,16 +64,19 @@ class FlowHeadConfig:
     """PWC-style coarse-to-fine estimator (paper: LayerNorm after every conv but the last; flows clipped at 128)."""
 
     strides: tuple[int, ...] = (64, 32, 16, 8, 4, 2)  # pyramid levels used, coarse to fine
-    radius: int = 4  # cost volume radius r -> (2r+1)^2 channels (PWC-Net)
+    # cost volume radius r -> (2r+1)^2 channels (PWC-Net)
+    radius: int = knob(4, (lambda v: v >= 1, ">= 1 (the cost volume has (2r+1)^2 channels)"))
     widths: tuple[int, ...] = (128, 128, 96, 64, 32)  # estimator convs before the flow output
-    filter_factor: int = 2  # paper: estimator "filter factor 2" multiplies the widths
+    filter_factor: int = knob(2, AT_LEAST_ONE)  # paper: estimator "filter factor 2" multiplies the widths
     shared_estimator: bool = True  # one estimator for all levels after a 1x1 projection (ARFlow-style)
-    projection_dim: int = 64  # our choice: common width of the 1x1 projections
-    feature_norm: str = "none"  # "none" | "l2" | "center": normalisation before the cost volume (ablated)
+    projection_dim: int = knob(64, AT_LEAST_ONE)  # our choice: common width of the 1x1 projections
+    # "none" | "l2" | "center": normalisation before the cost volume (ablated)
+    feature_norm: str = knob("none", choice("none", "l2", "center"))
     layer_norm: bool = True
-    flow_clip: float = 128.0
-    upsample: str = "bilinear"  # finest flow to the image: "bilinear" (the paper) | "convex" (RAFT's learned
-    # upsampling: per image pixel a softmax over the 3x3 coarse neighbours, weights predicted from the features)
+    flow_clip: float = knob(128.0, POSITIVE)
+    # finest flow to the image: "bilinear" (the paper) | "convex" (RAFT's learned upsampling: per image pixel a softmax
+    # over the 3x3 coarse neighbours, weights predicted from the features)
+    upsample: str = knob("bilinear", choice("bilinear", "convex"))
 
 
 @dataclass
@@ -55,109 +84,133 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     flow: FlowHeadConfig = field(default_factory=FlowHeadConfig)
     expander: tuple[int, ...] = (8192, 8192, 8192)  # VICReg expander widths after the pooled 768-d vector
-    segmentation_classes: int = 0  # classes of the 1x1 segmentation head of train.method="supervised" (0: no head)
+    # classes of the 1x1 segmentation head of train.method="supervised" (0: no head)
+    segmentation_classes: int = knob(0, NON_NEGATIVE, neutral=True)
 
 
 @dataclass
 class LossConfig:
     """Coefficients of L = L_flow + balance * L_ssl (see mcjepa/losses/total.py for the equations)."""
 
-    reconstruction: float = 1.0
-    rec_l1: float = 0.15  # ARFlow's balance; our choice
-    rec_l2: float = 0.0  # the paper names L2 too; weight unknown, off by default (our choice)
-    rec_ssim: float = 0.85
-    rec_census: float = 0.0  # census (ternary) loss of UnFlow/ARFlow/UFlow; not in the paper (tiny preset: on)
-    census_radius: int = 3  # census patch (2r+1)^2: UFlow's 7x7
-    regression: float = 1.0  # feature regression (JEPA prediction), every level
-    smoothness: float = 75.0  # ARFlow KITTI value, applied to flow / min(H, W)
-    smooth_order: int = 2
-    smooth_alpha: float = 10.0
-    cycle: float = 0.1  # our choice; the subject of Fig. 5-2
+    reconstruction: float = knob(1.0, NON_NEGATIVE)
+    rec_l1: float = knob(0.15, NON_NEGATIVE)  # ARFlow's balance; our choice
+    rec_l2: float = knob(0.0, NON_NEGATIVE)  # the paper names L2 too; weight unknown, off by default (our choice)
+    rec_ssim: float = knob(0.85, NON_NEGATIVE)
+    # census (ternary) loss of UnFlow/ARFlow/UFlow; not in the paper (tiny preset: on)
+    rec_census: float = knob(0.0, NON_NEGATIVE)
+    census_radius: int = knob(3, AT_LEAST_ONE)  # census patch (2r+1)^2: UFlow's 7x7
+    regression: float = knob(1.0, NON_NEGATIVE)  # feature regression (JEPA prediction), every level
+    smoothness: float = knob(75.0, NON_NEGATIVE)  # ARFlow KITTI value, applied to flow / min(H, W)
+    smooth_order: int = knob(2, choice(1, 2))
+    smooth_alpha: float = knob(10.0, NON_NEGATIVE)
+    cycle: float = knob(0.1, NON_NEGATIVE)  # our choice; the subject of Fig. 5-2
     feature_losses_train_flow: bool = True  # regression/cycle gradients reach the flow (the flow as predictor);
     # False: they shape only the features and the flow learns from the image reconstruction (tiny preset)
-    vc: float = 1.0  # weight of the variance-covariance regulariser on every level
-    vc_variance: float = 1.0
-    vc_covariance: float = 0.04  # VICReg's 25:1 variance:covariance ratio
-    vc_max_positions: int = 4096  # positions per level fed to the covariance (evenly strided subsample)
+    vc: float = knob(1.0, NON_NEGATIVE)  # weight of the variance-covariance regulariser on every level
+    vc_variance: float = knob(1.0, NON_NEGATIVE)
+    vc_covariance: float = knob(0.04, NON_NEGATIVE)  # VICReg's 25:1 variance:covariance ratio
+    # positions per level fed to the covariance (evenly strided subsample)
+    vc_max_positions: int = knob(4096, AT_LEAST_ONE)
     level_weights: tuple[float, ...] = ()  # per-level multipliers, coarse to fine; () = all ones
     rec_coarse_weights: tuple[float, ...] = ()  # reconstruction loss of the coarser flow levels (ARFlow's
     # multi-scale photometric loss), coarse to fine, one per level but the finest; () = finest level only
-    smooth_level: str = "image"  # where the smoothness term reads the flow: "image" (the finest flow upsampled to
-    # the image, ARFlow) | "flow" (the finest flow level itself, against the image area-resized to it: UFlow)
-    occlusion_method: str = "fb"  # "fb": UnFlow's forward-backward check (the paper) | "range": Wang et al.'s
-    # range map (pixels of frame 1 that the backward flow of frame 2 lands on less than occlusion_range_threshold)
-    occlusion_alpha1: float = 0.01  # UnFlow forward-backward check
-    occlusion_alpha2: float = 0.5
-    occlusion_range_threshold: float = 0.2  # ARFlow's value for the range map
-    occlusion_max_fraction: float = 0.5  # our guard: at most this share of each image is masked (the most
-    # inconsistent pixels); without it a poor flow can mask every pixel and the photometric loss vanishes
+    # where the smoothness term reads the flow: "image" (the finest flow upsampled to the image, ARFlow) | "flow" (the
+    # finest flow level itself, against the image area-resized to it: UFlow)
+    smooth_level: str = knob("image", choice("image", "flow"))
+    # "fb": UnFlow's forward-backward check (the paper) | "range": Wang et al.'s range map (pixels of frame 1 that the
+    # backward flow of frame 2 lands on less than occlusion_range_threshold)
+    occlusion_method: str = knob("fb", choice("fb", "range"))
+    occlusion_alpha1: float = knob(0.01, NON_NEGATIVE)  # UnFlow forward-backward check
+    occlusion_alpha2: float = knob(0.5, NON_NEGATIVE)
+    occlusion_range_threshold: float = knob(0.2, NON_NEGATIVE)  # ARFlow's value for the range map
+    # our guard: at most this share of each image is masked (the most inconsistent pixels); without it a poor flow can
+    # mask every pixel and the photometric loss vanishes
+    occlusion_max_fraction: float = knob(0.5, PROBABILITY)
     use_occlusion: bool = True
-    occlusion_start_epoch: float = 1.0  # epochs after the flow starts (train.flow_start_epoch for MC-JEPA, 0
-    # otherwise); our choice: mask occlusions only once the flow is roughly right
-    vicreg_sim: float = 25.0
-    vicreg_std: float = 25.0
-    vicreg_cov: float = 1.0
-    balance: float = 0.1  # lambda of L_flow + lambda * L_ssl (Fig. 5-3)
-    supervised_class_weights: str = "balanced"  # supervised ceiling: "balanced" weighs each class present in the
-    # batch equally (1 / (K' * its pixel share)), "none" plain cross-entropy (87 % of the pixels are background)
+    # epochs after the flow starts (train.flow_start_epoch for MC-JEPA, 0 otherwise); our choice: mask occlusions only
+    # once the flow is roughly right
+    occlusion_start_epoch: float = knob(1.0, NON_NEGATIVE)
+    vicreg_sim: float = knob(25.0, NON_NEGATIVE)
+    vicreg_std: float = knob(25.0, NON_NEGATIVE)
+    vicreg_cov: float = knob(1.0, NON_NEGATIVE)
+    balance: float = knob(0.1, NON_NEGATIVE)  # lambda of L_flow + lambda * L_ssl (Fig. 5-3)
+    # supervised ceiling: "balanced" weighs each class present in the batch equally (1 / (K' * its pixel share)), "none"
+    # plain cross-entropy (87 % of the pixels are background)
+    supervised_class_weights: str = knob("balanced", choice("balanced", "none"), neutral=True)
 
 
 @dataclass
 class DataConfig:
     flow_datasets: tuple[str, ...] = ("embedded",)  # "name" or "name*repeat"; real ones need roots
-    image_dataset: str = "embedded"
+    image_dataset: str = knob("embedded", CHECKED_WHERE_USED)  # a name of the dataset registry
     roots: dict[str, str] = field(default_factory=dict)  # dataset name -> root folder
     crop: tuple[int, int] = (256, 832)  # flow training crop (H, W)
     image_size: tuple[int, int] = (224, 224)  # VICReg view size
     image_base: tuple[int, int] = (256, 256)  # stills are resized/cropped to this before the views are drawn
-    embedded_pairs: int = 4096  # size of the generated training set (rendered on the fly)
+    embedded_pairs: int = knob(4096, AT_LEAST_ONE)  # size of the generated training set (rendered on the fly)
     embedded_size: tuple[int, int] = (96, 128)
-    embedded_max_translation: float = 8.0  # px/frame of the generated objects (background: 0.4x); defines the
-    # held-out evaluation pairs too
-    embedded_train_max_translation: float = 0.0  # training pairs only; 0 = same as embedded_max_translation
-    embedded_textures: str = "class"  # "class": each class its own photo | "scene": one photo for every layer of a
-    # scene, background included (camouflage: only outline and motion tell objects apart; data.synthetic_scene)
-    seed: int = 0
-    image_seed_offset: int = 7919  # the image stream's batch order is seeded by seed + this (the pairs': seed)
-    # frame-pair augmentation (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
-    flow_hflip_p: float = 0.5  # horizontal flip of both frames
-    flow_jitter: tuple[float, ...] = (0.2, 0.2, 0.2, 0.05)  # ColorJitter brightness, contrast, saturation, hue
-    flow_jitter_p: float = 0.8  # one jitter draw per pair, shared by both frames
-    view_augment: str = "auto"  # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area,
-    # blur sigma <= 1 px) | "auto": "tiny" when the views are smaller than 128 px, else "paper"
-    video_max_frames: int = 0  # frames decoded per "video:NAME" training video (mcjepa.data.video); 0 = all
+    # px/frame of the generated objects (background: 0.4x); defines the held-out evaluation pairs too
+    embedded_max_translation: float = knob(8.0, NON_NEGATIVE)
+    # training pairs only; 0 = same as embedded_max_translation
+    embedded_train_max_translation: float = knob(0.0, (lambda v: v >= 0, ">= 0 (0: same as embedded_max_translation)"))
+    # "class": each class its own photo | "scene": one photo for every layer of a scene, background included
+    # (camouflage: only outline and motion tell objects apart; data.synthetic_scene)
+    embedded_textures: str = knob("class", choice("class", "scene"), neutral=True)
+    seed: int = knob(0, NON_NEGATIVE)
+    # the image stream's batch order is seeded by seed + this (the pairs': seed) frame-pair augmentation
+    # (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
+    image_seed_offset: int = knob(7919, NON_NEGATIVE, neutral=True)
+    flow_hflip_p: float = knob(0.5, PROBABILITY, neutral=True)  # horizontal flip of both frames
+    # ColorJitter brightness, contrast, saturation, hue
+    flow_jitter: tuple[float, ...] = knob((0.2, 0.2, 0.2, 0.05), neutral=True)
+    flow_jitter_p: float = knob(0.8, PROBABILITY, neutral=True)  # one jitter draw per pair, shared by both frames
+    # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area, blur sigma <= 1 px) | "auto": "tiny"
+    # when the views are smaller than 128 px, else "paper"
+    view_augment: str = knob("auto", choice("auto", "tiny", "paper"), neutral=True)
+    # frames decoded per "video:NAME" training video (mcjepa.data.video); 0 = all
+    video_max_frames: int = knob(0, (lambda v: v >= 0, ">= 0 (0: every frame)"), neutral=True)
 
 
 @dataclass
 class TrainConfig:
-    method: str = "mc-jepa"  # "m-jepa" | "vicreg" | "mc-jepa" | "supervised" (the content ceiling: cross-entropy
-    # on the class maps of the embedded stills, same steps and image batch as VICReg; mcjepa.train.trainer)
-    epochs: int = 100
-    steps_per_epoch: int = 1000
-    flow_start_epoch: float = 10.0  # SSL only before this epoch (MC-JEPA); Fig. 5-1
-    warmup_epochs: float = 10.0
-    batch_size: int = 8  # frame pairs per step, global: N processes take batch_size / N each
-    image_batch_size: int = 384  # still images per step, global (as batch_size)
-    sampling: str = "combined"  # "combined": both batches every step | "alternate": one stream per step
-    lr_encoder: float = 3e-4
-    lr_flow: float = 1e-4
-    weight_decay: float = 0.05  # our choice (ConvNeXt default)
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
-    amp: str = "bf16"  # "bf16" on CUDA, ignored on CPU; "none" to disable
-    device: str = "auto"
-    num_workers: int = 4
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    max_feature_norm: float = 1e4  # instability guard: stop when a level's mean feature norm exceeds it
-    min_feature_std: float = 0.0  # collapse guard: stop when a level's feature std falls below it once the flow
-    # losses are on (0 = off); see TrainingDiverged
-    max_occluded_fraction: float = 0.99  # guard: stop when the occlusion mask covers more than this share of the
-    # pixels, which leaves the photometric loss (and the flow) without signal (1 = off)
-    flow_augment_seed_offset: int = 1  # step s augments the pairs with step_seed(seed + this, s)
-    views_seed_offset: int = 2  # step s draws the VICReg views with step_seed(seed + this, s)
-    init: str = ""  # a run folder or checkpoint whose encoder and flow head start this run (fine-tuning); "" = none
+    # "m-jepa" | "vicreg" | "mc-jepa" | "supervised" (the content ceiling: cross-entropy on the class maps of the
+    # embedded stills, same steps and image batch as VICReg; mcjepa.train.trainer)
+    method: str = knob("mc-jepa", choice(*METHODS))
+    epochs: int = knob(100, AT_LEAST_ONE)
+    steps_per_epoch: int = knob(1000, AT_LEAST_ONE)
+    flow_start_epoch: float = knob(10.0, NON_NEGATIVE)  # SSL only before this epoch (MC-JEPA); Fig. 5-1
+    warmup_epochs: float = knob(10.0, NON_NEGATIVE)
+    batch_size: int = knob(8, AT_LEAST_ONE)  # frame pairs per step, global: N processes take batch_size / N each
+    # still images per step, global (as batch_size)
+    image_batch_size: int = knob(384, (lambda v: v >= 2, ">= 2 (VICReg's variance and BatchNorm need two images)"))
+    # "combined": both batches every step | "alternate": one stream per step
+    sampling: str = knob("combined", choice("combined", "alternate"))
+    lr_encoder: float = knob(3e-4, NON_NEGATIVE)
+    lr_flow: float = knob(1e-4, NON_NEGATIVE)
+    weight_decay: float = knob(0.05, NON_NEGATIVE)  # our choice (ConvNeXt default)
+    min_lr_ratio: float = knob(0.01, PROBABILITY)
+    grad_clip: float = knob(1.0, (lambda v: v > 0, "> 0 (inf: no clipping)"))
+    amp: str = knob("bf16", choice("bf16", "none"))  # "bf16" on CUDA, ignored on CPU; "none" to disable
+    device: str = knob("auto", (lambda v: v in ("auto", "cpu", "cuda", "mps") or v[:5] == "cuda:" and v[5:].isdigit(),
+                                "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"))
+    num_workers: int = knob(4, NON_NEGATIVE)
+    seed: int = knob(0, NON_NEGATIVE)
+    log_every: int = knob(10, AT_LEAST_ONE)
+    checkpoint_every: int = knob(1000, AT_LEAST_ONE)
+    # instability guard: stop when a level's mean feature norm exceeds it
+    max_feature_norm: float = knob(1e4, POSITIVE)
+    # collapse guard: stop when a level's feature std falls below it once the flow losses are on (0 = off); see
+    # TrainingDiverged
+    min_feature_std: float = knob(0.0, NON_NEGATIVE, neutral=True)
+    # guard: stop when the occlusion mask covers more than this share of the pixels, which leaves the photometric loss
+    # (and the flow) without signal (1 = off)
+    max_occluded_fraction: float = knob(0.99, PROBABILITY)
+    # step s augments the pairs with step_seed(seed + this, s)
+    flow_augment_seed_offset: int = knob(1, NON_NEGATIVE, neutral=True)
+    # step s draws the VICReg views with step_seed(seed + this, s)
+    views_seed_offset: int = knob(2, NON_NEGATIVE, neutral=True)
+    # a run folder or checkpoint whose encoder and flow head start this run (fine-tuning); "" = none
+    init: str = knob("", CHECKED_WHERE_USED, neutral=True)
 
 
 @dataclass
@@ -340,7 +393,6 @@ def _tuple_of(key: str, value: tuple, kind: str, length: int | None = None, low:
         raise ValueError(f"{key} must be a tuple of {size}{rule}, got {value!r}")
 
 
-METHODS = ("m-jepa", "vicreg", "mc-jepa", "supervised")
 # The ceiling's lr, chosen on the ceiling alone: at the presets' 3e-4 its balanced cross-entropy was still near
 # chance (1.4-1.8, ln 6 = 1.79) after the 600 tiny steps; at 1e-3 it fell to 0.15 on the embedded stills.
 SUPERVISED_LR = 1e-3
@@ -356,70 +408,6 @@ def for_method(cfg: Config, method: str) -> Config:
     if method == "supervised":
         cfg.train.lr_encoder = SUPERVISED_LR
     return cfg
-
-
-# the rules most knobs share: (check, what is valid)
-NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
-AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
-PROBABILITY = (lambda v: 0 <= v <= 1, "in [0, 1]")
-
-# Dotted name -> (predicate, valid range in words). Types are checked first, by `_check_type`.
-_RANGES: dict[str, tuple[Any, str]] = {
-    "model.encoder.stem_dim": AT_LEAST_ONE,
-    "model.segmentation_classes": NON_NEGATIVE,
-    "model.encoder.drop_path": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "model.encoder.layer_scale_init": NON_NEGATIVE,
-    "model.flow.radius": (lambda v: v >= 1, ">= 1 (the cost volume has (2r+1)^2 channels)"),
-    "model.flow.filter_factor": AT_LEAST_ONE,
-    "model.flow.projection_dim": AT_LEAST_ONE,
-    "model.flow.flow_clip": (lambda v: v > 0, "> 0"),
-    "loss.smooth_order": (lambda v: v in (1, 2), "1 or 2"),
-    "loss.vc_max_positions": AT_LEAST_ONE,
-    "data.embedded_pairs": AT_LEAST_ONE,
-    "data.embedded_max_translation": NON_NEGATIVE,
-    "data.embedded_train_max_translation": (lambda v: v >= 0, ">= 0 (0: same as data.embedded_max_translation)"),
-    "loss.census_radius": AT_LEAST_ONE,
-    "data.seed": NON_NEGATIVE,
-    "data.image_seed_offset": NON_NEGATIVE,
-    "data.flow_hflip_p": PROBABILITY,
-    "data.flow_jitter_p": PROBABILITY,
-    "data.view_augment": (lambda v: v in ("auto", "tiny", "paper"), "'auto', 'tiny' or 'paper'"),
-    "train.flow_augment_seed_offset": NON_NEGATIVE,
-    "train.views_seed_offset": NON_NEGATIVE,
-    "train.epochs": AT_LEAST_ONE,
-    "train.steps_per_epoch": AT_LEAST_ONE,
-    "train.flow_start_epoch": NON_NEGATIVE,
-    "train.warmup_epochs": NON_NEGATIVE,
-    "train.batch_size": AT_LEAST_ONE,
-    "train.image_batch_size": (lambda v: v >= 2, ">= 2 (VICReg's variance and BatchNorm need two images)"),
-    "train.lr_encoder": NON_NEGATIVE,
-    "train.lr_flow": NON_NEGATIVE,
-    "train.weight_decay": NON_NEGATIVE,
-    "train.min_lr_ratio": PROBABILITY,
-    "train.grad_clip": (lambda v: v > 0, "> 0 (inf: no clipping)"),
-    "train.amp": (lambda v: v in ("bf16", "none"), "'bf16' or 'none'"),
-    "train.device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:") and v[5:].isdigit(),
-                     "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
-    "train.num_workers": NON_NEGATIVE,
-    "train.seed": NON_NEGATIVE,
-    "train.log_every": AT_LEAST_ONE,
-    "train.checkpoint_every": AT_LEAST_ONE,
-    "train.max_feature_norm": (lambda v: v > 0, "> 0"),
-    "train.min_feature_std": NON_NEGATIVE,
-    "train.max_occluded_fraction": PROBABILITY,
-    "model.flow.upsample": (lambda v: v in ("bilinear", "convex"), "'bilinear' or 'convex'"),
-    "loss.smooth_level": (lambda v: v in ("image", "flow"), "'image' or 'flow'"),
-    "loss.occlusion_method": (lambda v: v in ("fb", "range"), "'fb' or 'range'"),
-    "loss.occlusion_max_fraction": PROBABILITY,
-    "data.video_max_frames": (lambda v: v >= 0, ">= 0 (0: every frame)"),
-    "loss.supervised_class_weights": (lambda v: v in ("balanced", "none"), "'balanced' or 'none'"),
-    "data.embedded_textures": (lambda v: v in ("class", "scene"), "'class' or 'scene'"),
-}
-_NON_NEGATIVE_LOSS = ("reconstruction", "rec_l1", "rec_l2", "rec_ssim", "rec_census", "regression", "smoothness",
-                      "smooth_alpha", "cycle", "vc", "vc_variance", "vc_covariance", "occlusion_alpha1",
-                      "occlusion_alpha2", "occlusion_range_threshold", "occlusion_start_epoch", "vicreg_sim",
-                      "vicreg_std", "vicreg_cov", "balance")
-_RANGES.update({f"loss.{name}": NON_NEGATIVE for name in _NON_NEGATIVE_LOSS})
 
 
 def _check_tuples(cfg: Config) -> None:
@@ -446,16 +434,16 @@ def validate(cfg: Config) -> None:
 
     Every leaf field is type-checked against its default (bool for bool, int - not bool, not 2.5 - for int,
     a finite number for float, inf allowed only for train.grad_clip / train.max_feature_norm) and
-    range-checked (`_RANGES`, tuples by `_check_tuples`); then the cross-field rules below.
+    range-checked (the rule each field declares with `knob`, tuples by `_check_tuples`); then the cross-field
+    rules below.
     """
     defaults = _field_types(Config())
     for key, value in _field_types(cfg).items():
         _check_type(key, value, defaults[key])
-        if key in _RANGES and not _RANGES[key][0](value):
-            raise ValueError(f"{key} must be {_RANGES[key][1]}, got {value!r}")
+        rule = RULES.get(key)
+        if rule is not None and not rule[0](value):
+            raise ValueError(f"{key} must be {rule[1]}, got {value!r}")
     _check_tuples(cfg)
-    if cfg.train.method not in METHODS:
-        raise ValueError(f"train.method must be one of {METHODS}, got {cfg.train.method!r}")
     if (cfg.train.method == "supervised") != (cfg.model.segmentation_classes > 0):
         raise ValueError(f"train.method={cfg.train.method!r} with model.segmentation_classes="
                          f"{cfg.model.segmentation_classes}: the supervised ceiling needs its head (the number of "
@@ -464,8 +452,6 @@ def validate(cfg: Config) -> None:
     if cfg.train.method == "supervised" and cfg.data.image_dataset != "embedded":
         raise ValueError(f"train.method='supervised' trains on the class maps of the embedded stills; "
                          f"data.image_dataset={cfg.data.image_dataset!r} has no dense labels")
-    if cfg.train.sampling not in ("combined", "alternate"):
-        raise ValueError(f"train.sampling must be 'combined' or 'alternate', got {cfg.train.sampling!r}")
     if cfg.loss.level_weights and len(cfg.loss.level_weights) != len(cfg.model.flow.strides):
         raise ValueError(f"loss.level_weights has {len(cfg.loss.level_weights)} entries but the flow head has "
                          f"{len(cfg.model.flow.strides)} levels {cfg.model.flow.strides}")
@@ -474,8 +460,6 @@ def validate(cfg: Config) -> None:
                          f"flow level but the finest: {len(cfg.model.flow.strides) - 1} for {cfg.model.flow.strides}")
     if any(w < 0 for w in cfg.loss.rec_coarse_weights):
         raise ValueError(f"loss.rec_coarse_weights must be >= 0, got {cfg.loss.rec_coarse_weights}")
-    if cfg.model.flow.feature_norm not in ("none", "l2", "center"):
-        raise ValueError(f"model.flow.feature_norm must be none|l2|center, got {cfg.model.flow.feature_norm!r}")
     available = {2, 4, 8, 16, 32} | ({64} if cfg.model.encoder.extra_level else set())
     if not cfg.model.flow.strides or not set(cfg.model.flow.strides) <= available or list(
             cfg.model.flow.strides) != sorted(set(cfg.model.flow.strides), reverse=True):
@@ -488,24 +472,33 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-# Knobs added after runs were cached, with the value that reproduces the behaviour from before the knob existed.
-# While a knob holds that value it is left out of the run's identity (`identity`), so adding a knob to the config
-# does not orphan every cached run (a run's folder is named by the hash of its identity).
-HASH_NEUTRAL: dict[str, Any] = {
-    "train.min_feature_std": 0.0,
-    "train.flow_augment_seed_offset": 1,
-    "train.views_seed_offset": 2,
-    "data.image_seed_offset": 7919,
-    "data.flow_hflip_p": 0.5,
-    "data.flow_jitter": (0.2, 0.2, 0.2, 0.05),
-    "data.flow_jitter_p": 0.8,
-    "data.view_augment": "auto",
-    "data.video_max_frames": 0,
-    "train.init": "",
-    "data.embedded_textures": "class",
-    "model.segmentation_classes": 0,
-    "loss.supervised_class_weights": "balanced",
-}
+def _declarations(obj: Any, prefix: str = "") -> dict[str, tuple[Any, dict]]:
+    """Dotted name -> (default, the field's `knob` metadata) of every leaf field."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out.update(_declarations(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value)
+                   else {f"{prefix}{f.name}": (value, f.metadata)})
+    return out
+
+
+def declared_fields(root: Any) -> tuple[dict[str, tuple], dict[str, Any]]:
+    """({dotted name: rule}, {dotted name: default of the hash-neutral fields}) of a nested config dataclass
+    instance, as its fields declare them with `knob`. Raises TypeError naming a number or text field declared
+    without a rule (for `Config` on import: adding a field is one edit, and forgetting its rule is an error)."""
+    rules, neutral = {}, {}
+    for key, (default, meta) in _declarations(root).items():
+        if meta.get("valid") is not None:
+            rules[key] = meta["valid"]
+        elif isinstance(default, (int, float, str)) and not isinstance(default, bool):
+            raise TypeError(f"config field {key} declares no valid range: write it as knob({default!r}, RULE) "
+                            f"(NON_NEGATIVE, PROBABILITY, choice(...), ... or CHECKED_WHERE_USED)")
+        if meta.get("neutral"):
+            neutral[key] = default
+    return rules, neutral
+
+
+RULES, HASH_NEUTRAL = declared_fields(Config())
 
 
 def identity(cfg: Config) -> dict:

@@ -5,7 +5,7 @@
     evaluate_runs(runs, task, datasets) {method: {dataset: metrics}} through mcjepa.eval.suite.evaluate_run
     zero_flow_results(cfg, datasets)    the zero-flow baseline on the same pairs
     classical_flow_baselines(cfg, ...)  OpenCV's Farneback and DIS on the same pairs (mcjepa.eval.classical)
-    paper_table_rows(results, task)     our rows for mcjepa.eval.tables.save_results_table (x100 for mIoU/J&F)
+    paper_table_rows(results, task)     our rows for mcjepa.viz.paper_table.save_results_table (x100 for mIoU/J&F)
     results_markdown, bar_values        our numbers as a Markdown table / as bars for
                                         mcjepa.viz.bars.plot_grouped_bars
     plot_per_class_iou                  per-class IoU heatmap (methods x classes)
