@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from mcjepa.eval.classical import classical_flow_fn  # noqa: E402
 from mcjepa.eval.flow_metrics import evaluate_flow_dataset  # noqa: E402
-from mcjepa.eval.runners import flow_eval_dataset, flow_fn  # noqa: E402
+from mcjepa.data.registry import flow_eval_dataset
+from mcjepa.eval.runners import flow_fn  # noqa: E402
 from mcjepa.experiments import ensure_runs, is_finished, run_config, run_dir  # noqa: E402
 from mcjepa.models.checkpoint import load_model  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402

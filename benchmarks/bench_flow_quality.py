@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the kit
 
 from mcjepa.eval.classical import CLASSICAL_FLOW, classical_flow_fn, evaluate_timed  # noqa: E402
-from mcjepa.eval.runners import flow_eval_dataset, flow_fn  # noqa: E402
+from mcjepa.data.registry import flow_eval_dataset
+from mcjepa.eval.runners import flow_fn  # noqa: E402
 from mcjepa.experiments import ensure_runs, is_finished, run_config, run_dir  # noqa: E402
 from mcjepa.models.checkpoint import load_model  # noqa: E402
 from mcjepa.report import save_json  # noqa: E402

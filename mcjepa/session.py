@@ -26,7 +26,7 @@ from .eval.compare import untrained_run
 from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED
 from .eval.suite import RawColour
 from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config
-from .train.checkpoint import load_model
+from .models.checkpoint import load_model
 from .report import dict_table, save_and_show, save_json, show_markdown
 from .viz.paper_table import save_results_table
 

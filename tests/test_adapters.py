@@ -1,5 +1,4 @@
-"""Adapters model -> inspector predict_fn (mcjepa/eval/runners.py, also importable from mcjepa/viz/adapters.py),
-on a tiny untrained model."""
+"""Adapters model -> inspector predict_fn (mcjepa/eval/runners.py), on a tiny untrained model."""
 
 import math
 
@@ -15,13 +14,7 @@ from mcjepa.eval.segmentation import LinearProbeConfig, confusion_matrix, linear
 from mcjepa.losses.occlusion import occlusion_mask, range_map_occlusion
 from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
-from mcjepa.viz import adapters
 from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
-
-
-def test_viz_adapters_are_the_eval_adapters():
-    assert adapters.flow_predict_fn is flow_predict_fn and adapters.probe_predict_fn is probe_predict_fn
-    assert adapters.propagation_predict_fn is propagation_predict_fn
 
 
 @pytest.fixture(scope="module")

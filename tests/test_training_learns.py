@@ -9,7 +9,8 @@ import pytest
 
 from mcjepa.config import apply_overrides, tiny
 from mcjepa.eval.flow_metrics import evaluate_flow_dataset
-from mcjepa.eval.runners import flow_eval_dataset, flow_fn
+from mcjepa.data.registry import flow_eval_dataset
+from mcjepa.eval.runners import flow_fn
 from mcjepa.eval.suite import zero_flow_metrics
 from mcjepa.train.trainer import train
 

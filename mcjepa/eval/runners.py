@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.registry import flow_eval_dataset, segmentation_datasets, video_dataset  # noqa: F401  (notebooks)
 from ..config import LossConfig
 from ..losses.occlusion import occlusion_mask
 from ..models.mcjepa import MCJEPA
@@ -34,8 +33,7 @@ from .davis import label_propagation
 from .flow_metrics import InputPadder
 
 __all__ = ["pad_to_stride", "feature_fn", "pooled_fn", "flow_fn", "any_size_flow_fn", "flow_predict_fn",
-           "probe_predict_fn", "propagation_predict_fn", "probe_logits", "flow_eval_dataset", "segmentation_datasets",
-           "video_dataset"]
+           "probe_predict_fn", "propagation_predict_fn", "probe_logits"]
 
 
 def pad_to_stride(images: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from ..config import Config, to_dict
-from ..models.checkpoint import load_model, read_checkpoint  # noqa: F401  (notebooks 01, 02, 12-14 load runs from here)
 from ..utils import atomic_torch_save
 
 

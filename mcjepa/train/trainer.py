@@ -34,10 +34,10 @@ from ..eval.runners import flow_fn
 from ..eval.segmentation import IGNORE_INDEX, class_weights
 from ..losses.occlusion import occlusion_mask
 from ..losses.total import feature_std, flow_loss, ssl_loss
-from ..models.checkpoint import load_init_weights
+from ..models.checkpoint import load_init_weights, read_checkpoint
 from ..models.mcjepa import MCJEPA
 from ..utils import atomic_write, seed_everything
-from .checkpoint import RESUME_KEYS, read_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import RESUME_KEYS, save_checkpoint, set_rng_state
 from .distributed import (barrier, check_replicas, gather_batch, init_distributed, is_main, local_rank, mean_over_ranks,
                           per_rank)
 from .metrics_log import MetricsLog, truncate_metrics
