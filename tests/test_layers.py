@@ -14,8 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "mcjepa"
 
 LAYERS = (  # (rank, top-level names under mcjepa/)
-    (0, ("config", "utils", "report", "__init__")),
-    (1, ("models",)),
+    (0, ("config", "utils", "__init__")),
+    (1, ("models", "report")),
     (2, ("losses", "data")),
     (3, ("eval",)),
     (4, ("train",)),
