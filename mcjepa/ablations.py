@@ -1,13 +1,10 @@
 """The MC-JEPA ablations (paper Fig. 5 and the VC-regulariser table) as sweep points, collected into figures.
 
 One point = one MC-JEPA training run with one knob changed, evaluated, summarised and stored as
-`figures_dir/ablations/<ablation>/<value>_seed<seed>.json` (`point_path`):
-
-    ablation     config key               what the paper reports
-    flow_start   train.flow_start_epoch   Fig. 5-1: epoch at which the flow losses switch on (SSL only before)
-    cycle        loss.cycle               Fig. 5-2: cycle-consistency coefficient
-    balance      loss.balance             Fig. 5-3: lambda of L_flow + lambda * L_ssl
-    vc           loss.vc                  variance-covariance regulariser on every level; 0 = off (unstable)
+`figures_dir/ablations/<ablation>/<value>_seed<seed>.json` (`point_path`). `ABLATIONS` is the table of the
+ablations (one `Ablation` each: config key, label, axis scale, Fig. 5 panel, what the paper reports, notebook and
+its papermill parameter, the full profile's values); what reads them (reproduce, the figures, the claims, the
+tests) reads that table, so that a new ablation is one entry there plus its notebook.
 
 A point file holds the settings (ablation, key, value, scale, epochs, steps_per_epoch, seed), `config_hash`
 (the run's full config), `recipe_hash` (the config with the ablated knob at the preset value and seed 0: the
@@ -25,35 +22,98 @@ the curves of the stability figures, so that they need the point file only).
 
 `by_value` reduces the seeds of each value to mean, std and n (what Fig. 5 and mcjepa.claims use).
 
-Points are cached: `run_point` returns the stored point when its config hash and tasks match (the training
-run itself is cached by `ensure_run`), so re-running a sweep only does new work.
+Points are cached (`result_cache`): `run_point` returns the stored point when its config hash, evaluation data
+and tasks match (the training run itself is cached by `ensure_run`), so re-running a sweep only does new work.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import Config, apply_overrides
+from .config import Config, apply_overrides, config_hash
 from .data.registry import SCALE_DATASETS, eval_roots
-from .experiments import check_integer, check_non_negative, config_hash, ensure_run, resolve_dir, run_config, run_dir
 from .eval.suite import evaluate_run
 from .eval.tables import PAPER_ABLATIONS
+from .experiments import Setting, check_integer, check_non_negative, ensure_run, run_config, run_dir
 from .models.checkpoint import read_checkpoint
-from .report import fmt, is_number, load_json, markdown_table, mean_std_text, save_json
+from .report import fmt, is_number, load_json, markdown_table, mean_std_text
+from .result_cache import cached_result, store_result
 from .train.metrics_log import read_metrics
 from .train.trainer import TrainingDiverged
+from .utils import resolve_dir
 
-ABLATIONS = {"cycle": "loss.cycle", "flow_start": "train.flow_start_epoch", "balance": "loss.balance", "vc": "loss.vc"}
-LABELS = {"flow_start": "flow start epoch", "cycle": "cycle-consistency coefficient",
-          "balance": "balance coefficient $\\lambda$", "vc": "VC-regulariser coefficient"}
-XSCALES = {"flow_start": "linear", "cycle": "symlog", "balance": "symlog", "vc": "symlog"}
-FIG5_PANELS = ("flow_start", "cycle", "balance")  # the order of the paper's Fig. 5 (5-1, 5-2, 5-3)
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablation of the paper: a knob of the MC-JEPA recipe swept by a per-point notebook.
+
+    key:         the dotted config key the sweep sets (`config.apply_overrides`)
+    label:       its name on the figures' axes and in the tables
+    xscale:      the figures' x axis: "linear", or "symlog" for a coefficient (so that 0 shows)
+    fig5_panel:  its panel of the paper's Fig. 5 (1, 2, 3: Fig. 5-1 ...), None when Fig. 5 does not show it
+    paper:       what the paper reports about it (docs/method.md), nothing more
+    notebook:    the notebook that measures one point (notebooks/<notebook>.ipynb, papermill-parameterised)
+    parameter:   that notebook's papermill parameter holding the value (`-p coef 0.2`)
+    full_values: the full profile's values (`make reproduce`); None stands for the preset's value
+    epoch:       True when the value is an epoch of the run: at most `train.epochs` (equal warns), and the full
+                 profile's values are fractions of the run's epochs
+    claim:       the number of the paper claim its sweep measures (mcjepa.claims: 3 = (iii), 4 = (iv)); the full
+                 profile trains these sweeps first, by claim, then the others in table order
+    instability: also swept in the instability setting of claim (iii) (`INSTABILITY`, the notebook's parameter
+                 `instability=True`)
+    """
+
+    key: str
+    label: str
+    xscale: str
+    fig5_panel: int | None
+    paper: str
+    notebook: str
+    parameter: str
+    full_values: tuple[float | None, ...]
+    epoch: bool = False
+    claim: int | None = None
+    instability: bool = False
+
+
+# The ablations in notebook order. The full profile's sweeps each hold the tiny preset's value (cycle 0.1, flow
+# start 1, balance 0.1, vc 0.1), so the base point of every sweep is the MC-JEPA run of notebook 03. vc = 0
+# leaves only VICReg's own variance-covariance terms on the pooled embedding ("pooled only"); vc > 0 adds them
+# on every flow level. `paper` is all the paper says (it does not give the Fig. 5 curves' values).
+ABLATIONS: dict[str, Ablation] = {
+    "cycle": Ablation(
+        "loss.cycle", "cycle-consistency coefficient", "symlog", 2,
+        "Fig. 5-2 sweeps the cycle-consistency coefficient; the curve's values are not given in our copy of the "
+        "paper.",
+        "04_ablation_cycle", "coef", (0.0, 0.01, 0.03, 0.1, 0.3, 1.0), claim=4),
+    "flow_start": Ablation(
+        "train.flow_start_epoch", "flow start epoch", "linear", 1,
+        "Fig. 5-1 sweeps the epoch at which flow training starts (out of 100 pretraining epochs); the final "
+        "recipe starts the flow losses at epoch 10 (SSL only before). The curve's values are not given in our "
+        "copy of the paper.",
+        "05_ablation_flow_start", "flow_start_epoch", (0.0, 0.1, 0.3, 0.6, 0.9),  # epochs 0, 1, 3, 6, 9 of 10
+        epoch=True),
+    "balance": Ablation(
+        "loss.balance", "balance coefficient $\\lambda$", "symlog", 3,
+        "Fig. 5-3: the balance coefficient lambda improves both flow EPE and segmentation mIoU up to about 0.1; "
+        "above it segmentation drops sharply.",
+        "06_ablation_balance", "balance", (0.01, 0.03, 0.1, 0.3, 1.0)),
+    "vc": Ablation(
+        "loss.vc", "VC-regulariser coefficient", "symlog", None,
+        "Without the variance-covariance regulariser the multi-task training is unstable: 3.41 KITTI-15 EPE / "
+        "47.3 VOC mIoU / 37.8 DAVIS J&F, against 2.67 / 67.1 / 70.5 with VC on every layer and a 1-epoch "
+        "warm-up.",
+        "07_ablation_vc", "vc", (0.0, None), claim=3, instability=True),  # None: tiny 0.1, paper 1.0
+}
+FIG5_PANELS = tuple(sorted((n for n, a in ABLATIONS.items() if a.fig5_panel), key=lambda n: ABLATIONS[n].fig5_panel))
 POINT_FORMAT = 2  # 2: seed in the file name, seed-free recipe hash, feat_std_series
 # evaluation data of the points (the paper's ablations report KITTI-15 EPE, VOC mIoU, DAVIS J&F): the first
 # dataset of each task in the registry's per-scale table
@@ -66,42 +126,48 @@ EVAL_DATASETS = {scale: {task: names[0] for task, names in per.items()} for scal
 # 0.05, sits between the two.
 INSTABILITY = {"loss.regression": 1.0, "loss.cycle": 1.0, "train.min_feature_std": 0.05}
 
-# What the paper says about each ablation (docs/method.md) (no more: it does not give the Fig. 5 curves' values).
-PAPER_TRENDS = {
-    "flow_start": "Fig. 5-1 sweeps the epoch at which flow training starts (out of 100 pretraining epochs); "
-                  "the final recipe starts the flow losses at epoch 10 (SSL only before). The curve's values "
-                  "are not given in our copy of the paper.",
-    "cycle": "Fig. 5-2 sweeps the cycle-consistency coefficient; the curve's values are not given in our copy "
-             "of the paper.",
-    "balance": "Fig. 5-3: the balance coefficient lambda improves both flow EPE and segmentation mIoU up to "
-               "about 0.1; above it segmentation drops sharply.",
-    "vc": "Without the variance-covariance regulariser the multi-task training is unstable: 3.41 KITTI-15 EPE / "
-          "47.3 VOC mIoU / 37.8 DAVIS J&F, against 2.67 / 67.1 / 70.5 with VC on every layer and a 1-epoch "
-          "warm-up.",
-}
+
+def ablation_spec(name: str) -> Ablation:
+    """The table entry of ablation `name`; ValueError listing the known ones."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; known: {sorted(ABLATIONS)}")
+    return ABLATIONS[name]
+
+
+def sweep_values(name: str, scale: str = "tiny") -> tuple[float, ...]:
+    """The full profile's values of ablation `name` at `scale`: None as the preset's value, epochs from the
+    fractions of the run's length (`Ablation.epoch`)."""
+    spec, preset = ablation_spec(name), run_config(scale, "mc-jepa")
+    if spec.epoch:
+        return tuple(round(f * preset.train.epochs, 6) for f in spec.full_values)
+    value = functools.reduce(getattr, spec.key.split("."), preset)
+    return tuple(value if v is None else v for v in spec.full_values)
+
+
+def training_order() -> list[tuple[str, bool]]:
+    """(ablation, instability) of the full profile's sweeps in the order it trains them: the sweeps of the
+    paper's claims first (by claim; a sweep's instability setting right after it, `Ablation.instability`), so
+    that an interrupted profile has measured the claims, then the others in table order."""
+    names = sorted(ABLATIONS, key=lambda n: (ABLATIONS[n].claim is None, ABLATIONS[n].claim or 0))
+    return [(name, instability) for name in names for instability in (False, True)[:1 + ABLATIONS[name].instability]]
 
 
 # ------------------------------------------------------------------------------------------- points
-def check_ablation(ablation: str) -> str:
-    if ablation not in ABLATIONS:
-        raise ValueError(f"unknown ablation {ablation!r}; known: {sorted(ABLATIONS)}")
-    return ablation
-
-
 def check_value(ablation: str, value: Any, epochs: int) -> float:
-    """The value as a float; ValueError if it is negative/non-finite, or a flow start after the last epoch.
-    A flow start equal to `epochs` is allowed with a warning (the flow head is then never trained)."""
-    check_ablation(ablation)
+    """The value as a float; ValueError if it is negative/non-finite, or an epoch (`Ablation.epoch`) after the
+    last one. An epoch equal to `epochs` is allowed with a warning (what it switches on is never trained)."""
+    spec = ablation_spec(ablation)
     if value is None:
         raise ValueError(f"ablation {ablation!r}: a value is needed, got None")
     check_non_negative(**{ablation: value})
     value = float(value)
-    if ablation == "flow_start":
+    if spec.epoch:
         if value > epochs:
-            raise ValueError(f"flow_start epoch {value:g} is beyond the run's {epochs} epochs: the flow losses "
-                             f"would never switch on; use a value in [0, {epochs})")
+            raise ValueError(f"{ablation} epoch {value:g} is beyond the run's {epochs} epochs: {spec.key} would "
+                             f"never take effect; use a value in [0, {epochs})")
         if value == epochs:
-            warnings.warn(f"flow_start epoch {value:g} equals the number of epochs: the flow head is never trained")
+            warnings.warn(f"{ablation} epoch {value:g} equals the number of epochs: what {spec.key} switches on is "
+                          f"never trained")
     return value
 
 
@@ -115,36 +181,33 @@ def point_name(value: float, seed: int = 0, overrides: Mapping[str, Any] | None 
 
 def point_path(ablation: str, value: float, seed: int = 0, figures_dir: str | Path | None = None,
                overrides: Mapping[str, Any] | None = None) -> Path:
-    folder = resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation)
+    ablation_spec(ablation)
+    folder = resolve_dir(figures_dir, "figures") / "ablations" / ablation
     return folder / f"{point_name(value, seed, overrides)}.json"
 
 
-def base_config(scale: str = "tiny", epochs: int | None = None, steps_per_epoch: int | None = None,
-                seed: int | None = 0, data_roots: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> Config:
-    """The MC-JEPA config every point of a sweep starts from (the one of notebook 03_train_mc_jepa), with any
-    extra `overrides` (e.g. the collapse guard of the instability setting, `INSTABILITY`)."""
-    return run_config(scale, "mc-jepa", overrides, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
-                      data_roots=data_roots)
+def base_config(setting: Setting, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The MC-JEPA config every point of a sweep starts from (the one of notebook 03_train_mc_jepa) with the
+    setting's schedule, seed and data roots, and any extra `overrides` (e.g. the collapse guard of the
+    instability setting, `INSTABILITY`)."""
+    return setting.config("mc-jepa", overrides)
 
 
-def recipe_hash(scale: str = "tiny", epochs: int | None = None, steps_per_epoch: int | None = None,
-                data_roots: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> str:
+def recipe_hash(setting: Setting, overrides: Mapping[str, Any] | None = None) -> str:
     """Hash of the seed-0 `base_config`: the `recipe_hash` of every point (any value, any seed) of sweeps run
-    with these settings."""
-    return config_hash(base_config(scale, epochs, steps_per_epoch, 0, data_roots, overrides))
+    with this setting (its seed aside)."""
+    return config_hash(base_config(setting.replace(seed=0), overrides))
 
 
-def point_config(ablation: str, value: float, scale: str = "tiny", epochs: int | None = None,
-                 steps_per_epoch: int | None = None, seed: int | None = 0,
-                 data_roots: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+def point_config(ablation: str, value: float, setting: Setting,
+                 overrides: Mapping[str, Any] | None = None) -> Config:
     """`base_config` with the ablated key set to `value` (validated); ValueError if `overrides` sets it too."""
-    if ABLATIONS[check_ablation(ablation)] in (overrides or {}):
-        raise ValueError(f"overrides set {ABLATIONS[ablation]}, the key of the {ablation!r} ablation: pass it as "
-                         f"the point's value")
-    cfg = base_config(scale, epochs, steps_per_epoch, seed, data_roots, overrides)
+    key = ablation_spec(ablation).key
+    if key in (overrides or {}):
+        raise ValueError(f"overrides set {key}, the key of the {ablation!r} ablation: pass it as the point's value")
+    cfg = base_config(setting, overrides)
     value = check_value(ablation, value, cfg.train.epochs)
-    return apply_overrides(cfg, {ABLATIONS[ablation]: value})
+    return apply_overrides(cfg, {key: value})
 
 
 def _dedupe_by_step(rows: Sequence[Mapping]) -> list[Mapping]:
@@ -198,68 +261,52 @@ def _checkpoint_step(folder: Path) -> int | None:
     return int(read_checkpoint(path)["step"]) if path.is_file() else None
 
 
-def _cached_point(path: Path, cfg_hash: str, tasks: Sequence[str], datasets: Mapping[str, str]) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        point = load_json(path, "ablation point")
-    except ValueError as err:
-        warnings.warn(f"{err}: evaluating the point again", stacklevel=3)
-        return None
-    if (point.get("format") == POINT_FORMAT and point.get("config_hash") == cfg_hash
-            and set(tasks) <= set(point.get("tasks", ())) and point.get("eval_datasets") == dict(datasets)):
-        return point
-    return None
-
-
-def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | None = None,
-              steps_per_epoch: int | None = None, seed: int = 0, runs_dir: str | Path | None = None,
-              figures_dir: str | Path | None = None, data_roots: Mapping[str, str] | None = None,
-              progress: bool = True, davis: bool = False, force: bool = False,
-              eval_every: int | None = None, eval_datasets: Mapping[str, str] | None = None,
-              overrides: Mapping[str, Any] | None = None) -> dict:
-    """Train (or reuse) the MC-JEPA run of one sweep point, evaluate it, and store the point (module docstring).
+def run_point(ablation: str, value: float, setting: Setting, davis: bool = False, force: bool = False,
+              eval_datasets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Train (or reuse) the MC-JEPA run of one sweep point of `setting` (scale, schedule, seed, data roots,
+    folders, progress), evaluate it, and store the point (module docstring).
 
     Tasks: flow EPE + linear-probe segmentation (+ DAVIS-style J&F with `davis=True`) on `eval_datasets`
     ({"flow", "segmentation", "davis"} -> dataset name; default `EVAL_DATASETS[scale]`: the embedded data at
     tiny scale, KITTI 2015 / Pascal VOC / DAVIS 2017 at paper scale, as the paper's ablations; roots from
-    `data_roots`). A run that diverges is recorded (diverged, step, message), not raised; its last good
-    checkpoint, if any, is evaluated. `force=True` re-evaluates even when a matching point is stored.
+    the setting's `data_roots`). A run that diverges is recorded (diverged, step, message), not raised; its last
+    good checkpoint, if any, is evaluated. `force=True` re-evaluates even when a matching point is stored.
     `overrides` ({dotted key: value}) change other settings of the recipe: such points form a recipe of their
-    own (their recipe hash includes them) and their file names carry them.
+    own (their recipe hash includes them) and their file names carry them. Raises ValueError for an unknown
+    ablation or a bad value (`check_value`).
     """
     overrides = dict(overrides or {})
-    cfg = point_config(ablation, value, scale, epochs, steps_per_epoch, seed, data_roots, overrides)
+    cfg = point_config(ablation, value, setting, overrides)
     value = float(value)
     tasks = ("flow", "segmentation") + (("davis",) if davis else ())
-    datasets = {**EVAL_DATASETS[scale], **dict(eval_datasets or {})}
-    path = point_path(ablation, value, cfg.train.seed, figures_dir, overrides)
+    datasets = {**EVAL_DATASETS[setting.scale], **dict(eval_datasets or {})}
+    path = point_path(ablation, value, cfg.train.seed, setting.figures_dir, overrides)
     cfg_hash = config_hash(cfg)
-    cached = None if force else _cached_point(path, cfg_hash, tasks, datasets)
+    cached = None if force else cached_result(
+        path, {"format": POINT_FORMAT, "config_hash": cfg_hash, "eval_datasets": datasets}, {"tasks": tasks},
+        "ablation point")
     if cached is not None:
         print(f"reusing stored point {path}")
         return cached
 
-    runs = resolve_dir(runs_dir, "runs")
-    folder = run_dir(cfg, runs)
+    folder = run_dir(cfg, setting.runs)
     divergence, divergence_step = None, None
     try:
-        ensure_run(cfg, runs_dir=runs, progress=progress, eval_every=eval_every)
+        ensure_run(cfg, runs_dir=setting.runs, progress=setting.progress, eval_every=setting.eval_every)
     except TrainingDiverged as err:
         divergence, divergence_step = str(err), err.step
         print(f"training diverged (recorded in the point): {err}")
     evaluated_step = _checkpoint_step(folder)
     results = {} if evaluated_step is None else evaluate_run(
         folder, tasks=tasks, flow_dataset=datasets["flow"], seg_dataset=datasets["segmentation"],
-        video=datasets["davis"], roots=eval_roots(data_roots), progress=progress)
+        video=datasets["davis"], roots=eval_roots(setting.data_roots), progress=setting.progress)
     rows = read_metrics(folder) if (folder / "metrics.jsonl").is_file() else []
     flow, seg, dav = results.get("flow", {}), results.get("segmentation", {}), results.get("davis", {})
     point = {
-        "format": POINT_FORMAT, "ablation": ablation, "key": ABLATIONS[ablation], "value": value,
-        "scale": scale, "epochs": cfg.train.epochs, "steps_per_epoch": cfg.train.steps_per_epoch,
-        "seed": cfg.train.seed, "config_hash": cfg_hash,
-        "recipe_hash": recipe_hash(scale, epochs, steps_per_epoch, data_roots, overrides), "overrides": overrides,
-        "run_dir": folder.name, "tasks": list(tasks), "eval_datasets": datasets,
+        "format": POINT_FORMAT, "ablation": ablation, "key": ABLATIONS[ablation].key, "value": value,
+        "scale": setting.scale, "epochs": cfg.train.epochs, "steps_per_epoch": cfg.train.steps_per_epoch,
+        "seed": cfg.train.seed, "config_hash": cfg_hash, "recipe_hash": recipe_hash(setting, overrides),
+        "overrides": overrides, "run_dir": folder.name, "tasks": list(tasks), "eval_datasets": datasets,
         "epe": flow.get("epe"), "fl": flow.get("fl"), "miou": seg.get("miou"), "jf": dav.get("JF_mean"),
         "flow": flow, "segmentation": seg, "davis": dav,
         "diverged": divergence is not None, "diverged_step": divergence_step,
@@ -268,14 +315,14 @@ def run_point(ablation: str, value: float, scale: str = "tiny", epochs: int | No
         **stability_summary(rows), "feat_std_series": feature_std_series(rows),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    save_json(point, path)
-    return load_json(path, "ablation point")  # what collect() will read back (NaN -> None)
+    return store_result(point, path, "ablation point")  # as collect() will read it back (NaN -> None)
 
 
 def collect(ablation: str, figures_dir: str | Path | None = None, recipe: str | None = None) -> list[dict]:
     """Every stored point of `ablation`, sorted by value then seed; with `recipe`, only points of that recipe
     hash (and of the current point format)."""
-    folder = resolve_dir(figures_dir, "figures") / "ablations" / check_ablation(ablation)
+    ablation_spec(ablation)
+    folder = resolve_dir(figures_dir, "figures") / "ablations" / ablation
     points = []
     for path in sorted(folder.glob("*.json")):
         point = load_json(path, "ablation point")
@@ -346,7 +393,8 @@ def describe_point(point: Mapping) -> str:
     extra = "".join(f", {key} = {value!r}" for key, value in sorted((point.get("overrides") or {}).items()))
     datasets = point.get("eval_datasets") or {}
     evaluated = ", ".join(f"{task} on {datasets.get(task, '?')}" for task in point.get("tasks", ()))
-    return (f"{point['ablation']}: {ABLATIONS[point['ablation']]} = {point['value']:g}, seed {point.get('seed', 0)}, "
+    key = ABLATIONS[point["ablation"]].key
+    return (f"{point['ablation']}: {key} = {point['value']:g}, seed {point.get('seed', 0)}, "
             f"{point['scale']} scale, {point['epochs']:g} epoch(s) x {point['steps_per_epoch']} steps{extra}; "
             f"evaluated: {evaluated or 'nothing'}")
 
@@ -357,7 +405,8 @@ def describe_points(points: Mapping[str, Sequence[Mapping]]) -> str:
     lines = []
     for ablation, found in points.items():
         values = ", ".join(f"{p['value']:g} (seed {p.get('seed', 0)})" for p in found)
-        lines.append(f"{ablation} ({ABLATIONS[ablation]}): {len(found)} point(s)" + (f": {values}" if found else ""))
+        lines.append(f"{ablation} ({ABLATIONS[ablation].key}): {len(found)} point(s)"
+                     + (f": {values}" if found else ""))
     return "\n".join(lines)
 
 
@@ -382,9 +431,11 @@ def describe_sweep(points: Sequence[Mapping]) -> str:
 
 
 def trends_markdown(figures_dir: str | Path | None = None, recipe: str | None = None) -> str:
-    """Markdown table: each ablation, what the paper reports (PAPER_TRENDS), what our points show."""
-    rows = ([f"{LABELS[ablation]} (`{ABLATIONS[ablation]}`)", PAPER_TRENDS[ablation],
-             describe_sweep(collect(ablation, figures_dir, recipe))] for ablation in (*FIG5_PANELS, "vc"))
+    """Markdown table: each ablation (the Fig. 5 panels in order, then the others), what the paper reports
+    (`Ablation.paper`), what our points show."""
+    order = (*FIG5_PANELS, *(name for name in ABLATIONS if name not in FIG5_PANELS))
+    rows = ([f"{ABLATIONS[name].label} (`{ABLATIONS[name].key}`)", ABLATIONS[name].paper,
+             describe_sweep(collect(name, figures_dir, recipe))] for name in order)
     return markdown_table(["ablation", "paper (reported)", "ours (stored points, means over seeds)"], rows) + "\n"
 
 

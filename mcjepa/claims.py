@@ -15,7 +15,7 @@ by a significantly worse A. With fewer than 2 seeds in a group there is no verdi
 
 The method runs (M-JEPA, VICReg, MC-JEPA at each seed) are evaluated once and stored as
 `figures_dir/claims/runs/<method>_seed<seed>.json`, reused while the run's config hash and the evaluation
-datasets are the same.
+datasets are the same (`result_cache`). A `Setting` (mcjepa.experiments) says which recipe and folders.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from scipy import stats
 from .ablations import EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, recipe_hash, summarize
 from .data.registry import SCALE_DATASETS, eval_roots
 from .eval.suite import evaluate_run
-from .experiments import check_integer, config_hash, ensure_run, is_finished, resolve_dir, run_config, run_dir
+from .config import config_hash
+from .experiments import Setting, check_integer, ensure_run, is_finished, run_dir
 from .report import fmt, load_json, markdown_table, mean_std_text, save_json
-from .utils import atomic_write
+from .result_cache import cached_result, store_result
+from .utils import atomic_write, resolve_dir
 
 ALPHA = 0.05
 VERDICT_RULE = ("Welch's t test (unequal variances) on the per-seed values, one-sided at 5 %: 'holds' = "
@@ -53,68 +55,70 @@ def result_path(method: str, seed: int = 0, figures_dir: str | Path | None = Non
     return resolve_dir(figures_dir, "figures") / "claims" / "runs" / f"{method}_seed{check_integer('seed', seed)}.json"
 
 
-def method_result(method: str, seed: int = 0, scale: str = "tiny", epochs: int | None = None,
-                  steps_per_epoch: int | None = None, runs_dir: str | Path | None = None,
-                  figures_dir: str | Path | None = None, data_roots: Mapping[str, str] | None = None,
-                  train: bool = True, progress: bool = False) -> dict | None:
-    """The stored evaluation of one method run (`result_path`): {"method", "seed", "config_hash", "run_dir"
-    (the run's folder name under runs_dir, never a machine path), "flow": {dataset: metrics}, "miou"
-    (fraction), "jf" (fraction), "epe/<dataset>" (px), ...}.
+def _eval_datasets(method: str, scale: str) -> dict:
+    """What a method run is evaluated on: the points' datasets, and every flow dataset of the scale (claim (i) is
+    read on each) for the methods that predict flow."""
+    flows = SCALE_DATASETS[scale]["flow"] if "flow" in TASKS[method] else ()
+    return {**EVAL_DATASETS[scale], "flow": list(flows)}
+
+
+def method_result(method: str, setting: Setting, train: bool = True) -> dict | None:
+    """The stored evaluation of the run of `method` in `setting` (its seed, scale, schedule, data roots and
+    folders; `result_path`): {"method", "seed", "config_hash", "run_dir" (the run's folder name under runs_dir,
+    never a machine path), "flow": {dataset: metrics}, "miou" (fraction), "jf" (fraction), "epe/<dataset>" (px),
+    ...}, reused while the run's config hash and evaluation datasets are the same (`result_cache`).
 
     Trains the run first when it is missing and `train` is True; with `train=False` a missing run gives None
     (notebook 08 reads what exists). Raises ValueError for an unknown method."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; the claims compare {METHODS}")
-    cfg = run_config(scale, method, {}, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
-                     data_roots=data_roots)
-    path, cfg_hash = result_path(method, seed, figures_dir), config_hash(cfg)
-    flows = SCALE_DATASETS[scale]["flow"] if "flow" in TASKS[method] else ()  # claim (i) is read on each
-    datasets = {**EVAL_DATASETS[scale], "flow": list(flows)}
-    if path.is_file():
-        stored = load_json(path, "stored evaluation")
-        if (stored.get("format") == RESULT_FORMAT and stored.get("config_hash") == cfg_hash
-                and stored.get("eval_datasets") == datasets):
-            return stored
-    folder = run_dir(cfg, runs_dir)
+    cfg = setting.config(method)
+    path, cfg_hash = result_path(method, cfg.train.seed, setting.figures_dir), config_hash(cfg)
+    datasets = _eval_datasets(method, setting.scale)
+    stored = cached_result(path, {"format": RESULT_FORMAT, "config_hash": cfg_hash, "eval_datasets": datasets},
+                           what="stored evaluation")
+    if stored is not None:
+        return stored
+    folder = run_dir(cfg, setting.runs)
     if not is_finished(folder, cfg):
         if not train:
             return None
-        ensure_run(cfg, runs_dir=runs_dir, progress=progress)
-    roots = eval_roots(data_roots)
+        ensure_run(cfg, runs_dir=setting.runs, progress=setting.progress)
+    roots, progress = eval_roots(setting.data_roots), setting.progress
     content = [t for t in TASKS[method] if t != "flow"]
     results = evaluate_run(folder, tasks=content, seg_dataset=datasets["segmentation"], video=datasets["davis"],
                            roots=roots, progress=progress)
     flow = {name: evaluate_run(folder, tasks=("flow",), flow_dataset=name, roots=roots, progress=progress)["flow"]
-            for name in flows}
-    result = {"format": RESULT_FORMAT, "method": method, "seed": cfg.train.seed, "scale": scale,
+            for name in datasets["flow"]}
+    result = {"format": RESULT_FORMAT, "method": method, "seed": cfg.train.seed, "scale": setting.scale,
               "config_hash": cfg_hash, "eval_datasets": datasets, "run_dir": folder.name, "flow": flow,
               **{f"epe/{name}": metrics.get("epe") for name, metrics in flow.items()},
               "miou": results.get("segmentation", {}).get("miou"), "jf": results.get("davis", {}).get("JF_mean"),
               "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),
               "created": datetime.datetime.now().isoformat(timespec="seconds")}
-    save_json(result, path)
-    return load_json(path, "stored evaluation")
+    return store_result(result, path, "stored evaluation")
 
 
-def method_results(seeds: Sequence[int] = (0, 1, 2), scale: str = "tiny", train: bool = False,
-                   **kwargs) -> dict[str, list[dict]]:
-    """{method: [stored results over `seeds`]} (missing runs left out when `train` is False)."""
+def method_results(seeds: Sequence[int], setting: Setting, train: bool = False) -> dict[str, list[dict]]:
+    """{method: [stored results over `seeds`]} of `setting` at each seed (missing runs left out when `train` is
+    False)."""
     out = {}
     for method in METHODS:
-        found = [method_result(method, seed, scale, train=train, **kwargs) for seed in seeds]
+        found = [method_result(method, setting.replace(seed=seed), train=train) for seed in seeds]
         out[method] = [r for r in found if r is not None]
     return out
 
 
-def stale_evaluations(seeds: Sequence[int], scale: str = "tiny", figures_dir: str | Path | None = None) -> list[str]:
-    """The method runs ("m-jepa seed 1", ...) whose stored evaluation (`result_path`) is missing or was measured
-    with another config than today's preset or another evaluation protocol (`RESULT_FORMAT`): after a recipe or
-    protocol change the claims table is out of date until the full profile (`make reproduce`) re-measures it."""
+def stale_evaluations(seeds: Sequence[int], setting: Setting) -> list[str]:
+    """The method runs ("m-jepa seed 1", ...) of `setting` at `seeds` whose stored evaluation (`result_path`)
+    is missing or was measured with another config than today's preset or another evaluation protocol
+    (`RESULT_FORMAT`): after a recipe or protocol change the claims table is out of date until the full profile
+    (`make reproduce`) re-measures it. Raises ValueError naming a stored file that is torn or was altered."""
     stale = []
     for method in METHODS:
         for seed in seeds:
-            path = result_path(method, seed, figures_dir)
-            cfg_hash = config_hash(run_config(scale, method, {}, seed=seed))
+            path = result_path(method, seed, setting.figures_dir)
+            cfg_hash = config_hash(setting.replace(seed=seed).config(method))
             stored = load_json(path, "stored evaluation") if path.is_file() else {}
             if stored.get("config_hash") != cfg_hash or stored.get("format") != RESULT_FORMAT:
                 stale.append(f"{method} seed {seed}")
@@ -167,20 +171,17 @@ def _values(results: Sequence[Mapping], key: str) -> list:
     return [r.get(key) for r in results]
 
 
-def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: int | None = None,
-           steps_per_epoch: int | None = None, seeds: Sequence[int] = (0, 1, 2),
-           data_roots: Mapping[str, str] | None = None, runs_dir: str | Path | None = None,
-           train: bool = False) -> list[dict]:
-    """The claims table's rows from the stored method results and sweep points of one recipe (module docstring).
+def claims(setting: Setting, seeds: Sequence[int] = (0, 1, 2), train: bool = False) -> list[dict]:
+    """The claims table's rows from the stored method results and sweep points of the recipe of `setting`
+    (scale, schedule, data roots; its folders say where they are; module docstring).
 
     Each row: {"claim", "paper", "measure", "a", "b", "a_summary", "b_summary" (mcjepa.ablations.summarize),
     "p" (one-sided Welch p that a is better), "verdict"}. With `train=True` missing method runs are trained
     and evaluated first."""
-    runs = method_results(seeds, scale, train=train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                          runs_dir=runs_dir, figures_dir=figures_dir, data_roots=data_roots)
+    runs = method_results(seeds, setting, train=train)
     mc, m, vic = runs["mc-jepa"], runs["m-jepa"], runs["vicreg"]
     rows = []
-    for name in SCALE_DATASETS[scale]["flow"]:
+    for name in SCALE_DATASETS[setting.scale]["flow"]:
         rows.append(_row("(i) MC-JEPA's flow is at least as good as M-JEPA's", "KITTI-15 EPE 2.67 vs 3.01",
                          f"flow EPE (px), {name}", ("MC-JEPA", "M-JEPA"), _values(mc, f"epe/{name}"),
                          _values(m, f"epe/{name}"), True, "not worse"))
@@ -191,8 +192,8 @@ def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: i
                      "label-propagation J&F (%)", ("MC-JEPA", "VICReg"), _values(mc, "jf"), _values(vic, "jf"),
                      False, "better", 100.0, 1))
 
-    recipe = recipe_hash(scale, epochs, steps_per_epoch, data_roots)
-    preset = base_config(scale, epochs, steps_per_epoch, 0, data_roots)
+    figures_dir, recipe = setting.figures_dir, recipe_hash(setting)
+    preset = base_config(setting.replace(seed=0))
     vc = collect("vc", figures_dir, recipe)
     on = [p for p in vc if float(p["value"]) == preset.loss.vc]
     off = [p for p in vc if float(p["value"]) == 0.0]
@@ -205,7 +206,7 @@ def claims(figures_dir: str | Path | None = None, scale: str = "tiny", epochs: i
             ("feat_std_min_all", "unstable without VC (reported)", "lowest per-level feature std", False, 1.0, 3)):
         rows.append(_row(claim, paper, measure, names, _values(on, key), _values(off, key), lower, "better",
                          factor, digits))
-    guarded = collect("vc", figures_dir, recipe_hash(scale, epochs, steps_per_epoch, data_roots, INSTABILITY))
+    guarded = collect("vc", figures_dir, recipe_hash(setting, INSTABILITY))
     rows.append(instability_row(guarded, preset.loss.vc))
     rows.append(cycle_claim(collect("cycle", figures_dir, recipe)))
     return rows

@@ -29,9 +29,10 @@ except ImportError:  # pragma: no cover - exercised where submitit is missing
     submitit = None
 
 from .config import Config
-from .experiments import recorded_results, resolve_dir, run_dir, run_status, train_recorded
+from .experiments import recorded_results, run_dir, run_status, train_recorded
 from .train.distributed import leave_process_group
 from .train.trainer import TrainingDiverged
+from .utils import ensure_dir
 
 LAUNCHERS = {"slurm": "slurm", "submitit-local": "local"}  # --launcher -> submitit's executor name
 
@@ -153,7 +154,7 @@ def submit_runs(configs: list[Config], options: ClusterOptions, cluster: str = "
     """Submit one job per run that is neither finished nor stopped by a guard (duplicates once). Returns
     (the recorded outcomes, {run name: config} submitted, {run name: job})."""
     results, todo = recorded_results(configs, runs_dir)
-    root = resolve_dir(runs_dir, "runs")
+    root = ensure_dir(runs_dir, "runs")  # submitit writes its logs under it
     executor = make_executor(options.check(), cluster, options.log_folder or root / "submitit")
     jobs = {}
     for name, cfg in todo.items():

@@ -13,6 +13,7 @@ the notebook.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import dataclasses
 import fcntl
 import json
 import math
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,7 +35,7 @@ from .models.mcjepa import MCJEPA
 from .train.distributed import is_main
 from .train.trainer import TrainingDiverged, train
 from .report import load_json, save_json
-from .utils import project_root, resolve_dir  # noqa: F401  (project_root: notebooks runner)
+from .utils import resolve_dir
 
 SCALES = ("tiny", "paper")
 
@@ -75,6 +77,65 @@ def run_config(scale: str, method: str, overrides: Mapping[str, Any] | None = No
     if data_roots:
         overrides["data.roots"] = dict(data_roots)
     return apply_overrides(cfg, overrides)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the runs of a notebook, a sweep or the claims table share, as one value: the preset, the seed, the
+    schedule, the data and the folders. `config` makes a run's config from it, `run` trains or reuses the run.
+
+    scale:           "tiny" (embedded data, a CPU) or "paper" (the real datasets, GPUs)
+    seed:            training seed; None: the preset's (0)
+    epochs, steps_per_epoch: the schedule; None: the preset's
+    eval_every:      held-out EPE logged every this many steps while training (not part of the config)
+    data_roots:      {dataset name: root folder}, e.g. {"sintel": "/data/MPI-Sintel-complete"} (paper scale)
+    runs_dir, figures_dir: the folders as given (relative to the repository root; None: runs/, figures/);
+                     `runs` and `figures` resolve them (nothing is created)
+    progress:        progress bars while training and evaluating
+
+    Raises ValueError naming the field for an unknown scale or a negative or non-finite number (a fractional
+    epoch count is refused by `config`, naming it too).
+    """
+
+    scale: str = "tiny"
+    seed: int | None = None
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    eval_every: int | None = None
+    data_roots: Mapping[str, str] = field(default_factory=dict)
+    runs_dir: str | Path | None = None
+    figures_dir: str | Path | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        check_scale(self.scale)
+        check_non_negative(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch, seed=self.seed,
+                           eval_every=self.eval_every)
+        object.__setattr__(self, "data_roots", dict(self.data_roots or {}))
+
+    def replace(self, **changes: Any) -> "Setting":
+        """A copy with `changes` (field name -> value), checked as a new Setting."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def runs(self) -> Path:
+        """runs_dir resolved (`utils.resolve_dir`)."""
+        return resolve_dir(self.runs_dir, "runs")
+
+    @property
+    def figures(self) -> Path:
+        """figures_dir resolved (`utils.resolve_dir`)."""
+        return resolve_dir(self.figures_dir, "figures")
+
+    def config(self, method: str, overrides: Mapping[str, Any] | None = None) -> Config:
+        """The `scale` preset for `method` with the setting's schedule, seed and data roots and the dotted
+        `overrides` (`run_config`)."""
+        return run_config(self.scale, method, overrides, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                          seed=self.seed, data_roots=self.data_roots)
+
+    def run(self, cfg: Config) -> Path:
+        """The finished run of `cfg` under runs_dir: reused, resumed or trained (`ensure_run`)."""
+        return ensure_run(cfg, runs_dir=self.runs_dir, progress=self.progress, eval_every=self.eval_every)
 
 
 def on_videos(cfg: Config, videos: Sequence[str | Path] = (), init: str | Path | None = None) -> Config:

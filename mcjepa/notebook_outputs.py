@@ -18,14 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .reproduce import NOTEBOOKS, kernel_config, notebook_path, smoke_parameters
+from .ablations import ABLATIONS
+from .reproduce import CLAIMS_NOTEBOOK, NOTEBOOKS, kernel_config, notebook_path, smoke_parameters
 
 MARKER = "# NBVAL_CHECK_OUTPUT"
 TEXT_MIMES = ("text/plain", "text/markdown")
 # Notebooks whose outputs a notebook reads, executed first (whole, at smoke settings, in the same folders) when
-# its outputs are refreshed, as `make test` runs them first (tests/conftest.py: 04-08 are one unit of work)
-PREREQUISITES = {"08_ablation_plots": ("04_ablation_cycle", "05_ablation_flow_start", "06_ablation_balance",
-                                       "07_ablation_vc")}
+# its outputs are refreshed, as `make test` runs them first (tests/conftest.py: 04-08 are one unit of work):
+# notebook 08 reads the points of every ablation notebook (`ablations.ABLATIONS`)
+PREREQUISITES = {CLAIMS_NOTEBOOK: tuple(spec.notebook for spec in ABLATIONS.values())}
 
 __all__ = ["MARKER", "PREREQUISITES", "checked_cells", "stored_outputs_problems", "refresh"]
 

@@ -3,7 +3,7 @@
     run --profile tiny        `make demo`: the three main runs (seed 0) trained in parallel, then every notebook
                               but the per-point sweeps 04-07 (Fig. 5 and the claims table of 08 are drawn from the
                               stored points); executed notebooks in outputs/notebooks/, figures in figures/
-    run --profile full        `make reproduce`: every method and every sweep point of `FULL_SWEEPS` with seeds
+    run --profile full        `make reproduce`: every method and every sweep point (`ablations.ABLATIONS`) with seeds
                               0, 1, 2, trained in parallel, evaluated, then every notebook; cached and resumable
                               (an interrupted profile only does what is left). --trained-only evaluates the
                               sweep points that are trained and trains none
@@ -23,6 +23,7 @@ re-running only does new work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -30,25 +31,33 @@ import sys
 import time
 from concurrent import futures
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
-from .ablations import INSTABILITY, point_config
+from .ablations import ABLATIONS, INSTABILITY, point_config, sweep_values, training_order
 from .claims import METHODS, method_result, stale_evaluations
 from .cluster import LAUNCHERS, ClusterOptions, ensure_runs_on_cluster, load_options
 from .config import Config
-from .experiments import ensure_runs, is_finished, project_root, resolve_dir, run_config, run_dir, stopped
+from .experiments import Setting, ensure_runs, is_finished, run_config, run_dir, stopped
 from .train.trainer import TrainingDiverged
+from .utils import project_root, resolve_dir
 
-NOTEBOOKS = (
+
+def _sweep_what(name: str) -> str:
+    spec = ABLATIONS[name]
+    what = f"one point of the {spec.label} sweep (parameters {spec.parameter}, seed)"
+    return f"Fig. 5-{spec.fig5_panel}: {what}" if spec.fig5_panel else what[0].upper() + what[1:]
+
+
+# The notebooks in order; the ablation notebooks (one point of a sweep each) come from the table
+# `mcjepa.ablations.ABLATIONS`.
+NOTEBOOKS = tuple(sorted((
     ("00_data_tour", "the data: embedded sequences/stills with exact GT, and the offline real sources"),
     ("01_train_m_jepa", "M-JEPA training (flow only): loss curves, predicted vs true flow, EPE"),
     ("02_train_vicreg", "VICReg training (content only): loss curves, feature statistics"),
     ("03_train_mc_jepa", "MC-JEPA training (flow + content, shared encoder)"),
-    ("04_ablation_cycle", "Fig. 5-2: one point of the cycle-consistency coefficient sweep (parameters coef, seed)"),
-    ("05_ablation_flow_start", "Fig. 5-1: one point of the flow start epoch sweep (parameters flow_start_epoch, seed)"),
-    ("06_ablation_balance", "Fig. 5-3: one point of the multi-task balance sweep (parameters balance, seed)"),
-    ("07_ablation_vc", "VC-regulariser ablation: stability with/without it (parameters vc, seed)"),
+    *((spec.notebook, _sweep_what(name)) for name, spec in ABLATIONS.items()),
     ("08_ablation_plots", "Fig. 5 (mean +/- std over seeds), the VC table and the claims table with verdicts"),
     ("09_eval_flow", "Flow table (Table 1 in kind): EPE/Fl on embedded + Motorcycle (KITTI/Sintel at paper scale)"),
     ("10_eval_segmentation", "Segmentation table: frozen linear probe mIoU"),
@@ -57,41 +66,15 @@ NOTEBOOKS = (
     ("13_fig_video_segmentation", "Fig. 4 in kind: propagated masks at frames 1, 10, 25, 50"),
     ("14_inspectors", "Interactive flow and segmentation inspectors (ipywidgets)"),
     ("15_your_video", "Your own video: flow before/after fine-tuning on it, held-out photometric/census error"),
-)
+)))
 # Not part of the paper's reproduction: run by hand with papermill (parameters video, run, steps), skipped by
 # the tiny and full profiles, executed by the smoke profile (nbval) with `SMOKE_EXTRA`.
 USER_NOTEBOOKS = ("15_your_video",)
-SWEEP_NOTEBOOKS = {"04_ablation_cycle": ("cycle", "coef"), "05_ablation_flow_start": ("flow_start", "flow_start_epoch"),
-                   "06_ablation_balance": ("balance", "balance"), "07_ablation_vc": ("vc", "vc")}
-
-# The full profile's sweeps: each holds the tiny preset's value (cycle 0.1, flow start 1, balance 0.1, vc 0.1),
-# so the base point of every sweep is the MC-JEPA run of notebook 03. vc = 0 leaves only VICReg's own
-# variance-covariance terms on the pooled embedding ("pooled only"); vc > 0 adds them on every flow level.
-FULL_SWEEPS = {
-    "cycle": (0.0, 0.01, 0.03, 0.1, 0.3, 1.0),
-    "flow_start": (0.0, 0.1, 0.3, 0.6, 0.9),  # fractions of the run: epochs 0, 1, 3, 6, 9 of the tiny run's 10
-    "balance": (0.01, 0.03, 0.1, 0.3, 1.0),
-    "vc": (0.0, None),  # None: the preset's value (tiny 0.1, paper 1.0)
-}
-
-
-def sweep_values(ablation: str, scale: str = "tiny") -> tuple[float, ...]:
-    """The full profile's values of `ablation` at `scale`: flow start epochs from the run's length, None as the
-    preset's value."""
-    preset = run_config(scale, "mc-jepa")
-    if ablation == "flow_start":
-        return tuple(round(f * preset.train.epochs, 6) for f in FULL_SWEEPS[ablation])
-    key = {"cycle": preset.loss.cycle, "balance": preset.loss.balance, "vc": preset.loss.vc}[ablation]
-    return tuple(key if v is None else v for v in FULL_SWEEPS[ablation])
+SWEEP_NOTEBOOKS = {spec.notebook: (name, spec.parameter) for name, spec in ABLATIONS.items()}
 FULL_SEEDS = (0, 1, 2)
-# The order in which the full profile trains its runs: the claims' runs first, so that an interrupted profile
-# has measured the claims before the rest of Fig. 5. "instability" is the vc sweep in the instability setting
-# of claim (iii) (mcjepa.ablations.INSTABILITY: notebook 07 with instability=True).
-TRAINING_ORDER = ("vc", "instability", "cycle", "balance", "flow_start")
 SMOKE = {"epochs": 1, "steps_per_epoch": 4}  # a few steps: the notebooks' code paths, not their results
 SMOKE_EXTRA = {"15_your_video": {"steps": 4, "max_frames": 48}}  # a short fine-tune on the clip's first frames
 EVAL_EVERY = 50  # the notebooks' default `eval_every`: runs trained ahead log the same validation curve
-DEMO_SKIPS = tuple(SWEEP_NOTEBOOKS)  # `make demo` draws Fig. 5 from the stored points instead
 
 
 def notebook_path(name: str) -> Path:
@@ -149,17 +132,17 @@ def check_profile(profile: str) -> str:
 
 
 def sweep_points(profile: str, scale: str = "tiny") -> list[tuple[str, float, int, bool]]:
-    """(ablation, value, seed, instability) of every sweep point a profile runs, in `TRAINING_ORDER`, seeds
-    innermost."""
+    """(ablation, value, seed, instability) of every sweep point a profile runs, in the full profile's training
+    order (`mcjepa.ablations.training_order`: the claims' sweeps first), seeds innermost."""
     if check_profile(profile) != "full":
         return []
-    return [("vc" if name == "instability" else name, value, seed, name == "instability") for name in TRAINING_ORDER
-            for value in sweep_values("vc" if name == "instability" else name, scale) for seed in FULL_SEEDS]
+    return [(name, value, seed, instability) for name, instability in training_order()
+            for value in sweep_values(name, scale) for seed in FULL_SEEDS]
 
 
 def _point_config(ablation: str, value: float, seed: int, instability: bool, scale: str = "tiny",
                   data_roots: dict | None = None) -> Config:
-    return point_config(ablation, value, scale, seed=seed, data_roots=data_roots,
+    return point_config(ablation, value, Setting(scale, seed=seed, data_roots=data_roots or {}),
                         overrides=INSTABILITY if instability else None)
 
 
@@ -223,7 +206,7 @@ CLAIMS_NOTEBOOK = "08_ablation_plots"
 def claims_out_of_date(scale: str = "tiny") -> list[str]:
     """The full profile's method runs whose stored evaluation does not match today's recipe (empty: the claims
     table in figures/ is current)."""
-    return stale_evaluations(FULL_SEEDS, scale)
+    return stale_evaluations(FULL_SEEDS, Setting(scale))
 
 
 def _trained(cfg: Config) -> bool:
@@ -234,7 +217,7 @@ def _trained(cfg: Config) -> bool:
 
 def _evaluate_method(method: str, seed: int, scale: str, data_roots: dict | None) -> str:
     torch.set_num_threads(1)
-    found = method_result(method, seed, scale, data_roots=data_roots, train=False)
+    found = method_result(method, Setting(scale, seed=seed, data_roots=data_roots or {}, progress=False), train=False)
     return f"{method} seed {seed}" + ("" if found else ": not trained, left out")
 
 
@@ -307,16 +290,39 @@ def run_all(profile: str = "tiny", only: list[str] | None = None, output_dir: Pa
         print(f"skipping {CLAIMS_NOTEBOOK}: the stored claims and Fig. 5 were measured with another recipe or "
               f"evaluation protocol than today's {scale} preset ({len(stale)} method runs out of date: "
               f"{', '.join(stale[:3])}, ...); `make reproduce` re-measures them", flush=True)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))  # each kernel's torch
-    executed = []
+    executed = execute_jobs(jobs, output_dir, workers)
+    print(f"done in {time.time() - began:.0f} s; executed notebooks in {output_dir}")
+    return executed
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """`os.environ` with `variables` set inside the block (for the processes started there), as it was after."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def execute_jobs(jobs: list[tuple[str, dict]], output_dir: Path, workers: int = 1) -> list[Path]:
+    """Execute (notebook, parameters) jobs with papermill into `output_dir`, `workers` at a time, the sweep
+    notebooks first (08 collects their points); each kernel runs torch on cpu_count // workers threads
+    (OMP_NUM_THREADS while they start, restored after). Returns the executed notebooks in the order they ended."""
+    began, executed = time.time(), []
     stages = [[j for j in jobs if j[0] in SWEEP_NOTEBOOKS], [j for j in jobs if j[0] not in SWEEP_NOTEBOOKS]]
-    with futures.ThreadPoolExecutor(max(1, workers)) as pool:  # each notebook runs in its own kernel process
-        for stage in stages:
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    with environment(OMP_NUM_THREADS=threads), futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        for stage in stages:  # each notebook runs in its own kernel process
             pending = {pool.submit(_execute, name, parameters, output_dir): name for name, parameters in stage}
             for done in futures.as_completed(pending):
                 executed.append(done.result())
                 print(f"[{time.time() - began:7.1f}s] {executed[-1].stem} done", flush=True)
-    print(f"done in {time.time() - began:.0f} s; executed notebooks in {output_dir}")
     return executed
 
 

@@ -1,8 +1,9 @@
 """One notebook's set-up and outputs: `nb = Session("01_train_m_jepa", scale=scale, figures_dir=figures_dir, ...)`.
 
 A notebook is its markdown, its papermill `parameters` cell and calls on the Session it creates once:
-- checks: the common parameters at construction (scale, epochs, steps_per_epoch, seed, eval_every), the
-  notebook's own ones with `check`;
+- settings: the common parameters (scale, seed, schedule, data roots, folders, progress) as one
+  `experiments.Setting`, `nb.setting`, checked at construction; the notebook's own parameters with `check`.
+  What takes a setting (an ablation point, the claims) gets `nb.setting`;
 - runs: `config(method, overrides)` is the preset with the notebook's settings, `run(cfg)` the cached
   training run (trained, resumed or reused: `mcjepa.experiments.ensure_run`), `model(run)` its model;
 - outputs, all under figures_dir/<notebook>/ and written atomically: `figure` (PNG, then shown inline),
@@ -25,7 +26,7 @@ from .config import Config
 from .eval.compare import untrained_run
 from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED
 from .eval.suite import RawColour
-from .experiments import check_non_negative, check_scale, ensure_run, resolve_dir, run_config
+from .experiments import Setting, check_non_negative
 from .models.checkpoint import load_model
 from .report import dict_table, save_and_show, save_json, show_markdown
 from .viz.paper_table import save_results_table
@@ -45,28 +46,24 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 class Session:
-    """The notebook `notebook`'s settings and output folder (figures_dir/<notebook>/, created).
+    """The notebook `notebook`'s setting and output folder (figures_dir/<notebook>/, created).
 
     Args:
         notebook: the notebook's name without .ipynb, e.g. "11_eval_davis": its output folder.
-        scale: "tiny" or "paper" (the preset).
-        figures_dir, runs_dir: folders as the notebooks' parameters give them (relative to the repository
-            root; None: figures/, runs/).
-        epochs, steps_per_epoch, seed, data_roots: passed to every `config` (None keeps the preset's value).
-        progress, eval_every: passed to every `run` (progress bars; validation EPE every this many steps).
+        setting: the notebook's `experiments.Setting`, or its fields as keyword arguments, as the notebooks'
+            parameters give them: scale, seed, epochs, steps_per_epoch, eval_every, data_roots, runs_dir,
+            figures_dir (relative to the repository root; None: runs/, figures/), progress.
+
+    Raises ValueError for a notebook name that is not a plain file name, or a bad setting (naming the field),
+    before anything is created; TypeError when given both a setting and keyword arguments.
     """
 
-    def __init__(self, notebook: str, scale: str = "tiny", figures_dir: str | Path | None = None,
-                 runs_dir: str | Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
-                 seed: int | None = None, data_roots: Mapping[str, str] | None = None, progress: bool = True,
-                 eval_every: int | None = None):
+    def __init__(self, notebook: str, setting: Setting | None = None, **settings: Any):
         self.notebook = check_name(notebook, "notebook name")
-        self.scale = check_scale(scale)
-        check_non_negative(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, eval_every=eval_every)
-        self.epochs, self.steps_per_epoch, self.seed = epochs, steps_per_epoch, seed
-        self.data_roots = dict(data_roots or {})
-        self.runs_dir, self.progress, self.eval_every = runs_dir, progress, eval_every
-        self.folder = resolve_dir(figures_dir, "figures") / self.notebook
+        if setting is not None and settings:
+            raise TypeError(f"Session({notebook!r}): give a Setting or its fields {sorted(settings)}, not both")
+        self.setting = setting if setting is not None else Setting(**settings)
+        self.folder = self.setting.figures / self.notebook
         self.folder.mkdir(parents=True, exist_ok=True)
         self._written: set[str] = set()
 
@@ -78,14 +75,13 @@ class Session:
         check_non_negative(**values)
 
     def config(self, method: str, overrides: Mapping[str, Any] | None = None) -> Config:
-        """The `scale` preset for `method` ("m-jepa", "vicreg", "mc-jepa") with the session's epochs,
-        steps_per_epoch, seed and data_roots, and the dotted `overrides` (another config is another run)."""
-        return run_config(self.scale, method, overrides, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                          seed=self.seed, data_roots=self.data_roots)
+        """The `scale` preset for `method` ("m-jepa", "vicreg", "mc-jepa") with the setting's schedule, seed
+        and data roots, and the dotted `overrides` (another config is another run): `Setting.config`."""
+        return self.setting.config(method, overrides)
 
     def run(self, cfg: Config) -> Path:
         """The folder of the finished run of `cfg` under runs_dir: reused if there, resumed or trained if not."""
-        return ensure_run(cfg, runs_dir=self.runs_dir, progress=self.progress, eval_every=self.eval_every)
+        return self.setting.run(cfg)
 
     def reference_runs(self, base: Config) -> dict:
         """The reference rows of a content table, {label: run}: the supervised ceiling (trained and cached like
@@ -95,7 +91,7 @@ class Session:
         rows = {}
         if base.data.image_dataset == "embedded":
             rows[SUPERVISED] = self.run(self.config("supervised"))
-        rows[UNTRAINED] = untrained_run(base, self.runs_dir)
+        rows[UNTRAINED] = untrained_run(base, self.setting.runs_dir)
         rows[RAW_COLOUR] = RawColour(base)
         return rows
 

@@ -155,9 +155,14 @@ def project_root() -> Path:
 
 
 def resolve_dir(path: str | Path | None, default: str) -> Path:
-    """`path` if given (relative paths are taken from the repository root), else root/default; created."""
+    """`path` if given (relative paths are taken from the repository root), else root/default. Only resolves:
+    nothing is created (`ensure_dir` creates)."""
     folder = Path(path) if path else project_root() / default
-    if not folder.is_absolute():
-        folder = project_root() / folder
+    return folder if folder.is_absolute() else project_root() / folder
+
+
+def ensure_dir(path: str | Path | None, default: str) -> Path:
+    """`resolve_dir`, created with its parents if missing. Raises OSError when it cannot be created."""
+    folder = resolve_dir(path, default)
     folder.mkdir(parents=True, exist_ok=True)
     return folder

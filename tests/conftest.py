@@ -35,9 +35,11 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
+from mcjepa.ablations import ABLATIONS  # noqa: E402
+from mcjepa.reproduce import CLAIMS_NOTEBOOK  # noqa: E402
+
 # notebooks run in one unit of work, in this order: 08 reads the ablation points 04-07 write
-ABLATION_NOTEBOOKS = ("04_ablation_cycle", "05_ablation_flow_start", "06_ablation_balance", "07_ablation_vc",
-                      "08_ablation_plots")
+ABLATION_NOTEBOOKS = (*sorted(spec.notebook for spec in ABLATIONS.values()), CLAIMS_NOTEBOOK)
 ABLATION_UNIT = "notebooks 04-08"
 
 

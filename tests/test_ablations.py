@@ -16,18 +16,24 @@ from mcjepa.ablations import (
     ABLATIONS, INSTABILITY, by_value, check_value, collect, feature_std_series, point_config, point_name,
     point_path, points_markdown, recipe_hash, run_point, stability_summary, summarize, sweep_markdown, vc_markdown,
 )
-from mcjepa.experiments import config_hash, run_config, run_dir
+from mcjepa.config import config_hash
+from mcjepa.experiments import Setting, run_config, run_dir
 from mcjepa.train.trainer import TrainingDiverged
 from mcjepa.report import load_json
 
-SMALL = dict(scale="tiny", epochs=2, steps_per_epoch=3, seed=0)
-RECIPE = dict(scale="tiny", epochs=2, steps_per_epoch=3)
+SMALL = Setting("tiny", epochs=2, steps_per_epoch=3, seed=0)
+
+
+def small(tmp_path, **changes):
+    """SMALL with its runs and points under tmp_path, no progress bars."""
+    return SMALL.replace(runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False, **changes)
 
 
 # ------------------------------------------------------------------------------------------- validation
 def test_point_config_sets_only_the_ablated_key():
-    for ablation, key in ABLATIONS.items():
-        cfg = point_config(ablation, 0.5, **SMALL)
+    for ablation, spec in ABLATIONS.items():
+        key = spec.key
+        cfg = point_config(ablation, 0.5, SMALL)
         section, leaf = key.split(".")
         assert getattr(getattr(cfg, section), leaf) == 0.5
         base = run_config("tiny", "mc-jepa", {key: 0.5}, epochs=2, steps_per_epoch=3, seed=0)
@@ -37,17 +43,31 @@ def test_point_config_sets_only_the_ablated_key():
 
 def test_base_value_shares_the_base_run_and_recipe():
     tiny = run_config("tiny", "mc-jepa", {}, epochs=2, steps_per_epoch=3, seed=0)
-    cfg = point_config("cycle", tiny.loss.cycle, **SMALL)
-    assert config_hash(cfg) == config_hash(tiny) == recipe_hash(**RECIPE)
-    assert config_hash(point_config("cycle", 0.0, **SMALL)) != config_hash(tiny)
-    seed1 = point_config("cycle", 0.0, **dict(SMALL, seed=1))
-    assert seed1.train.seed == 1 and config_hash(seed1) != config_hash(point_config("cycle", 0.0, **SMALL))
-    guarded = point_config("vc", 0.0, **SMALL, overrides=INSTABILITY)
+    cfg = point_config("cycle", tiny.loss.cycle, SMALL)
+    assert config_hash(cfg) == config_hash(tiny) == recipe_hash(SMALL) == recipe_hash(SMALL.replace(seed=2))
+    assert config_hash(point_config("cycle", 0.0, SMALL)) != config_hash(tiny)
+    seed1 = point_config("cycle", 0.0, SMALL.replace(seed=1))
+    assert seed1.train.seed == 1 and config_hash(seed1) != config_hash(point_config("cycle", 0.0, SMALL))
+    guarded = point_config("vc", 0.0, SMALL, overrides=INSTABILITY)
     assert guarded.train.min_feature_std == INSTABILITY["train.min_feature_std"] > 0
-    assert recipe_hash(**RECIPE, overrides=INSTABILITY) != recipe_hash(**RECIPE)
+    assert recipe_hash(SMALL, overrides=INSTABILITY) != recipe_hash(SMALL)
     with pytest.raises(ValueError, match="loss.vc"):
-        point_config("vc", 0.0, **SMALL, overrides={"loss.vc": 1.0})
-    assert point_config("cycle", 1, **SMALL).loss.cycle == 1.0  # papermill may pass an int
+        point_config("vc", 0.0, SMALL, overrides={"loss.vc": 1.0})
+    assert point_config("cycle", 1, SMALL).loss.cycle == 1.0  # papermill may pass an int
+
+
+def test_every_entry_names_a_config_key_and_a_notebook_declaring_its_parameter():
+    from mcjepa.config import flat_keys, tiny
+    from mcjepa.reproduce import notebook_parameters, notebook_path
+
+    panels = sorted(spec.fig5_panel for spec in ABLATIONS.values() if spec.fig5_panel)
+    assert panels == list(range(1, len(panels) + 1))  # Fig. 5-1, 5-2, ... each once
+    for name, spec in ABLATIONS.items():
+        assert spec.key in flat_keys(tiny()) and spec.xscale in ("linear", "symlog") and spec.paper, name
+        declared = notebook_parameters(notebook_path(spec.notebook))
+        assert {spec.parameter, "seed", "runs_dir", "figures_dir"} <= set(declared), (name, sorted(declared))
+        assert spec.instability == ("instability" in declared), name
+        assert None in spec.full_values or any(v == 0.1 for v in spec.full_values) or spec.epoch, name
 
 
 @pytest.mark.parametrize("ablation, value, match", [
@@ -57,7 +77,7 @@ def test_base_value_shares_the_base_run_and_recipe():
 ])
 def test_bad_values_are_clear_errors(ablation, value, match):
     with pytest.raises(ValueError, match=match):
-        point_config(ablation, value, **SMALL)
+        point_config(ablation, value, SMALL)
 
 
 def test_flow_start_limits_use_the_resolved_epochs():
@@ -66,9 +86,9 @@ def test_flow_start_limits_use_the_resolved_epochs():
         check_value("flow_start", 2, epochs=2)
     preset_epochs = run_config("tiny", "mc-jepa").train.epochs
     with pytest.raises(ValueError, match="beyond"):
-        point_config("flow_start", preset_epochs + 1, scale="tiny")  # epochs=None: the preset's value
+        point_config("flow_start", preset_epochs + 1, Setting("tiny"))  # epochs=None: the preset's value
     with pytest.raises(ValueError, match="scale"):
-        point_config("cycle", 0.1, scale="huge")
+        Setting("huge")
 
 
 def test_point_names_are_exact_and_distinct(tmp_path):
@@ -136,12 +156,13 @@ class FakeRuns:
 
 def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
     fake = FakeRuns(monkeypatch)
-    point = run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
+    setting = small(tmp_path)
+    point = run_point("cycle", 0.2, setting)
     path = tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed0.json"
     assert path.is_file() and load_json(path) == point
-    cfg = point_config("cycle", 0.2, **SMALL)
+    cfg = point_config("cycle", 0.2, SMALL)
     assert point["config_hash"] == config_hash(cfg) and point["run_dir"] == run_dir(cfg, tmp_path / "runs").name
-    assert point["recipe_hash"] == recipe_hash(**RECIPE) and point["overrides"] == {}
+    assert point["recipe_hash"] == recipe_hash(SMALL) and point["overrides"] == {}
     assert point["feat_std_series"]["1"] == [[float(s), 0.5] for s in range(1, cfg.total_steps + 1)]
     assert (point["epe"], point["fl"], point["miou"], point["jf"]) == (2.0, 10.0, 0.5, None)
     assert point["segmentation"]["per_class_iou"] == [None, 0.5]  # NaN stored as null
@@ -150,46 +171,52 @@ def test_run_point_writes_a_complete_point_and_caches_it(tmp_path, monkeypatch):
     assert point["epochs"] == 2 and point["steps_per_epoch"] == 3 and point["key"] == "loss.cycle"
     assert fake.kwargs == {"flow_dataset": "embedded", "seg_dataset": "embedded", "video": "embedded", "roots": {}}
 
-    again = run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
+    again = run_point("cycle", 0.2, setting)
     assert again == point and len(fake.trained) == 1 and len(fake.evaluated) == 1  # cached: no new work
-    run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False,
-              davis=True)  # more tasks than stored: evaluated again
+    run_point("cycle", 0.2, setting, davis=True)  # more tasks than stored: evaluated again
     assert fake.evaluated[-1][1] == ("flow", "segmentation", "davis") and len(fake.evaluated) == 2
     assert json.loads(path.read_text())["jf"] == 0.4
-    run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False,
-              davis=True, eval_datasets={"flow": "motorcycle"})  # same run, other evaluation data: evaluated again
+    run_point("cycle", 0.2, setting, davis=True,
+              eval_datasets={"flow": "motorcycle"})  # same run, other evaluation data: evaluated again
     assert len(fake.evaluated) == 3 and len(fake.trained) == 3 and fake.kwargs["flow_dataset"] == "motorcycle"
     assert json.loads(path.read_text())["eval_datasets"]["flow"] == "motorcycle"
-    run_point("cycle", 0.2, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False,
-              data_roots={"sintel": "/s"})
+    run_point("cycle", 0.2, setting.replace(data_roots={"sintel": "/s"}))
     assert fake.kwargs["roots"] == {"sintel": "/s", "sintel_clean": "/s", "sintel_final": "/s"}
     fake.evaluated = fake.evaluated[:2]
-    other = dict(SMALL, epochs=1)
-    run_point("cycle", 0.2, **other, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
+    other = setting.replace(epochs=1)
+    run_point("cycle", 0.2, other)
     assert len(fake.evaluated) == 3  # another config under the same point name: not reused
-    run_point("cycle", 0.2, **other, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False,
-              force=True)
+    run_point("cycle", 0.2, other, force=True)
     assert len(fake.evaluated) == 4
 
-    other_seed = run_point("cycle", 0.2, **dict(SMALL, seed=1), runs_dir=tmp_path / "runs",
-                           figures_dir=tmp_path / "fig",
-                           progress=False)  # another seed: its own run and file, the same recipe
+    other_seed = run_point("cycle", 0.2, setting.replace(seed=1))  # another seed: its own run and file, one recipe
     assert other_seed["recipe_hash"] == point["recipe_hash"] and other_seed["seed"] == 1
     assert (tmp_path / "fig" / "ablations" / "cycle" / "0.2_seed1.json").is_file()
-    assert fake.trained[-1] == run_dir(point_config("cycle", 0.2, **dict(SMALL, seed=1)), tmp_path / "runs")
+    assert fake.trained[-1] == run_dir(point_config("cycle", 0.2, SMALL.replace(seed=1)), tmp_path / "runs")
+
+
+def test_an_altered_point_is_evaluated_again(tmp_path, monkeypatch):
+    fake = FakeRuns(monkeypatch)
+    point = run_point("cycle", 0.2, small(tmp_path))
+    path = point_path("cycle", 0.2, 0, tmp_path / "fig")
+    path.write_text(path.read_text().replace('"epe": 2.0', '"epe": 1.0'))  # still JSON, checksum off
+    with pytest.warns(UserWarning, match="0.2_seed0.json was altered.*measuring it again"):
+        again = run_point("cycle", 0.2, small(tmp_path))
+    assert again == {**point, "created": again["created"]} and len(fake.evaluated) == 2
+    assert load_json(path)["epe"] == 2.0  # rewritten with its checksum
 
 
 def test_divergence_is_recorded_not_raised(tmp_path, monkeypatch):
     fake = FakeRuns(monkeypatch, diverge_at=4)
-    point = run_point("vc", 0.0, **SMALL, runs_dir=tmp_path / "runs", figures_dir=tmp_path / "fig", progress=False)
+    point = run_point("vc", 0.0, small(tmp_path))
     assert point["diverged"] is True and point["diverged_step"] == 4 and "nan" in point["diverged_message"]
     assert point["evaluated_step"] == 3 and point["epe"] == 2.0  # the last good checkpoint was evaluated
     assert point["feat_std_final"]["0"] == pytest.approx(0.25)
     assert len(fake.evaluated) == 1
 
     FakeRuns(monkeypatch, diverge_at=2, checkpoint=False)
-    early = run_point("vc", 0.0, **dict(SMALL, seed=1), runs_dir=tmp_path / "r2", figures_dir=tmp_path / "f2",
-                      progress=False)
+    early = run_point("vc", 0.0, SMALL.replace(seed=1, runs_dir=tmp_path / "r2", figures_dir=tmp_path / "f2",
+                                               progress=False))
     assert early["diverged"] and early["evaluated_step"] is None and early["epe"] is None and early["miou"] is None
 
 

@@ -12,7 +12,8 @@ from mcjepa import claims as claims_module
 from mcjepa.ablations import EVAL_DATASETS, base_config
 from mcjepa.claims import (RESULT_FORMAT, claims, claims_markdown, cycle_claim, method_result, result_path,
                            save_claims, verdict, welch)
-from mcjepa.experiments import config_hash, run_config, run_dir
+from mcjepa.config import config_hash
+from mcjepa.experiments import Setting, run_config, run_dir
 from mcjepa.report import load_json
 from tests.test_ablations import write_point
 
@@ -79,32 +80,47 @@ class FakeEvaluation:
         return out
 
 
+def here(tmp_path, seed=0):
+    """The tiny preset at `seed`, runs and results under tmp_path."""
+    return Setting("tiny", seed=seed, runs_dir=tmp_path / "runs", figures_dir=tmp_path, progress=False)
+
+
 def test_method_result_evaluates_once_and_reads_back(tmp_path, monkeypatch):
     fake = FakeEvaluation(monkeypatch)
-    result = method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    result = method_result("mc-jepa", here(tmp_path, 1))
     path = result_path("mc-jepa", 1, tmp_path)
     assert path == tmp_path / "claims" / "runs" / "mc-jepa_seed1.json" and load_json(path) == result
     assert result["config_hash"] == config_hash(run_config("tiny", "mc-jepa", {}, seed=1))
     assert (result["epe/embedded"], result["epe/motorcycle"], result["miou"], result["jf"]) == (1.5, 4.0, 0.16, 0.4)
     assert result["run_dir"] == f"mc-jepa-{result['config_hash']}"  # the run's name, not the machine's path
     assert fake.calls == [(("segmentation", "davis"), "embedded"), (("flow",), "embedded"), (("flow",), "motorcycle")]
-    assert method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path) == result
+    assert method_result("mc-jepa", here(tmp_path, 1)) == result
     assert len(fake.calls) == 3  # cached
     stale = dict(result, eval_datasets={**result["eval_datasets"], "flow": ["embedded"]})  # other datasets then
     path.write_text(json.dumps(stale))
-    method_result("mc-jepa", 1, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    method_result("mc-jepa", here(tmp_path, 1))
     assert len(fake.calls) == 6  # evaluated again
-    vicreg = method_result("vicreg", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path)
+    vicreg = method_result("vicreg", here(tmp_path))
     assert vicreg["flow"] == {} and "epe/embedded" not in vicreg
     with pytest.raises(ValueError, match="unknown method"):
-        method_result("raft", 0, figures_dir=tmp_path)
+        method_result("raft", here(tmp_path))
+
+
+def test_an_altered_evaluation_is_measured_again(tmp_path, monkeypatch):
+    fake = FakeEvaluation(monkeypatch)
+    result = method_result("vicreg", here(tmp_path))
+    path = result_path("vicreg", 0, tmp_path)
+    path.write_text(path.read_text().replace('"jf": 0.4', '"jf": 0.9'))  # still JSON, checksum off
+    with pytest.warns(UserWarning, match="vicreg_seed0.json was altered.*measuring it again"):
+        again = method_result("vicreg", here(tmp_path))
+    assert again["jf"] == result["jf"] == 0.4 and len(fake.calls) == 2 and load_json(path)["jf"] == 0.4
 
 
 def test_missing_runs_are_not_trained_unless_asked(tmp_path, monkeypatch):
     fake = FakeEvaluation(monkeypatch, finished=False)
-    assert method_result("m-jepa", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path, train=False) is None
+    assert method_result("m-jepa", here(tmp_path), train=False) is None
     assert fake.trained == [] and fake.calls == []
-    assert method_result("m-jepa", 0, runs_dir=tmp_path / "runs", figures_dir=tmp_path, train=True)["miou"] == 0.16
+    assert method_result("m-jepa", here(tmp_path), train=True)["miou"] == 0.16
     assert len(fake.trained) == 1
 
 
@@ -118,12 +134,12 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
                     "eval_datasets": {**EVAL_DATASETS["tiny"], "flow": ["embedded", "motorcycle"]}}
             result_path(method, seed, tmp_path).parent.mkdir(parents=True, exist_ok=True)
             result_path(method, seed, tmp_path).write_text(json.dumps(data))
-    recipe = config_hash(base_config("tiny"))
-    preset_vc = base_config("tiny").loss.vc
+    recipe = config_hash(base_config(Setting("tiny")))
+    preset_vc = base_config(Setting("tiny")).loss.vc
     for seed in range(3):
         write_point(tmp_path, "vc", preset_vc, 1.5, 0.16, recipe=recipe, seed=seed, jf=0.45)
         write_point(tmp_path, "vc", 0.0, 2.0 + 0.1 * seed, 0.14, recipe=recipe, seed=seed, jf=0.40)
-    rows = claims(tmp_path, runs_dir=tmp_path / "runs")
+    rows = claims(here(tmp_path))
     by_measure = {(r["claim"][:5], r["measure"]): r for r in rows}
     embedded = by_measure[("(i) M", "flow EPE (px), embedded")]
     assert embedded["verdict"] == "contradicted" and embedded["a_summary"]["n"] == 3
@@ -163,10 +179,11 @@ def test_the_demo_redraws_the_committed_claims_only_when_they_are_current(tmp_pa
     for method in METHODS:
         for seed in FULL_SEEDS:
             assert result_path(method, seed).is_file(), f"{result_path(method, seed)} is not in the repository"
-    stale = stale_evaluations(FULL_SEEDS)
+    stale = stale_evaluations(FULL_SEEDS, Setting("tiny"))
     demo = [name for name, _ in notebook_jobs("tiny", tmp_path)]
     assert (CLAIMS_NOTEBOOK in demo) == (not stale), stale
     for method in METHODS:
         for seed in FULL_SEEDS:
-            stored = method_result(method, seed, runs_dir=tmp_path, train=False)  # no run here: the stored file
+            stored = method_result(method, Setting("tiny", seed=seed, runs_dir=tmp_path, progress=False),
+                                   train=False)  # no run here: the stored file
             assert (stored is None) == (f"{method} seed {seed}" in stale)

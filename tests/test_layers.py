@@ -19,7 +19,7 @@ LAYERS = (  # (rank, top-level names under mcjepa/)
     (2, ("losses", "data")),
     (3, ("eval",)),
     (4, ("train",)),
-    (5, ("experiments",)),
+    (5, ("experiments", "result_cache")),
     (6, ("ablations", "cluster")),
     (7, ("claims",)),
     (8, ("viz",)),

@@ -6,9 +6,9 @@ import configparser
 import nbformat
 import pytest
 
-from mcjepa.experiments import project_root
 from mcjepa.notebook_outputs import MARKER, _text_only, checked_cells, stored_outputs_problems
 from mcjepa.reproduce import NOTEBOOKS, notebook_path
+from mcjepa.utils import project_root
 
 NAMES = [name for name, _ in NOTEBOOKS]
 

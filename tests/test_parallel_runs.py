@@ -2,16 +2,17 @@
 the train-only motion range of the embedded data leaves the held-out pairs unchanged."""
 
 import json
+import os
 import pickle
 
 import pytest
 
 from mcjepa.config import tiny
 from mcjepa.data.registry import embedded_scene, flow_dataset
-from mcjepa.experiments import ensure_runs, is_finished, run_dir, run_status
-from mcjepa.ablations import point_config
-from mcjepa.experiments import config_hash
-from mcjepa.reproduce import FULL_SEEDS, FULL_SWEEPS, SWEEP_NOTEBOOKS, check_profile, notebook_jobs, profile_runs
+from mcjepa.ablations import ABLATIONS, point_config, sweep_values
+from mcjepa.config import config_hash
+from mcjepa.experiments import Setting, ensure_runs, is_finished, run_dir, run_status
+from mcjepa.reproduce import FULL_SEEDS, SWEEP_NOTEBOOKS, check_profile, notebook_jobs, profile_runs
 from tests.test_trainer import micro_config
 
 
@@ -38,30 +39,34 @@ def test_profiles_cover_the_main_runs_and_every_sweep_point_with_seeds():
     full = profile_runs("full")
     methods = [c.train.method for c in full]
     assert methods.count("m-jepa") == methods.count("vicreg") == methods.count("supervised") == len(FULL_SEEDS)
-    points = sum(map(len, FULL_SWEEPS.values())) + len(FULL_SWEEPS["vc"])  # the vc sweep twice: instability
+    sweeps = {name: len(spec.full_values) for name, spec in ABLATIONS.items()}
+    points = sum(sweeps.values()) + sweeps["vc"]  # the vc sweep twice: in the instability setting too
     assert len(full) == 4 * len(FULL_SEEDS) + points * len(FULL_SEEDS)
     # every preset value is in its sweep, so the base point of each sweep is notebook 03's MC-JEPA run
     unique = {config_hash(c) for c in full}
-    assert len(unique) == 4 * len(FULL_SEEDS) + (points - 4) * len(FULL_SEEDS)
+    assert len(unique) == 4 * len(FULL_SEEDS) + (points - len(ABLATIONS)) * len(FULL_SEEDS)
     guarded = [c for c in full if c.train.min_feature_std > 0]
-    assert len(guarded) == len(FULL_SWEEPS["vc"]) * len(FULL_SEEDS) and all(c.loss.regression == 1.0 for c in guarded)
-    # the claims' runs come first: the main runs, then vc, then cycle
+    assert len(guarded) == sweeps["vc"] * len(FULL_SEEDS) and all(c.loss.regression == 1.0 for c in guarded)
+    # the claims' runs come first: the main runs, then vc (claim iii), its instability setting, cycle (claim iv)
     assert [c.train.method for c in full[:12]] == ["mc-jepa", "m-jepa", "vicreg", "supervised"] * 3
-    assert config_hash(full[12]) == config_hash(point_config("vc", FULL_SWEEPS["vc"][0], "tiny", seed=0))
+    assert config_hash(full[12]) == config_hash(point_config("vc", 0.0, Setting("tiny", seed=0)))
+    cycle = 12 + 2 * sweeps["vc"] * len(FULL_SEEDS)
+    assert full[cycle].loss.cycle == 0.0 and full[cycle - 1].train.min_feature_std > 0
     assert all(c.total_steps == tiny().total_steps for c in full)
 
 
 def test_notebook_jobs_per_profile(tmp_path):
-    from mcjepa.reproduce import claims_out_of_date
+    from mcjepa.reproduce import CLAIMS_NOTEBOOK, NOTEBOOKS, USER_NOTEBOOKS, claims_out_of_date
 
     tiny_jobs = notebook_jobs("tiny")
     # 00-03 and 08-14; 08 (the claims) only while the stored evaluations match today's recipe
     assert not any(name in SWEEP_NOTEBOOKS for name, _ in tiny_jobs)
-    assert len(tiny_jobs) == (10 if claims_out_of_date() else 11)
+    skipped = set(SWEEP_NOTEBOOKS) | set(USER_NOTEBOOKS) | ({CLAIMS_NOTEBOOK} if claims_out_of_date() else set())
+    assert [name for name, _ in tiny_jobs] == [name for name, _ in NOTEBOOKS if name not in skipped]
     assert all(parameters == {} for _, parameters in tiny_jobs)
     full = notebook_jobs("full")
     cycle = [p for name, p in full if name == "04_ablation_cycle"]
-    assert len(cycle) == len(FULL_SWEEPS["cycle"]) * len(FULL_SEEDS)
+    assert len(cycle) == len(ABLATIONS["cycle"].full_values) * len(FULL_SEEDS)
     assert {"coef": 0.3, "seed": 2} in cycle
     vc = [p for name, p in full if name == "07_ablation_vc"]
     assert {"vc": 0.0, "seed": 1, "instability": True} in vc and {"vc": 0.0, "seed": 1} in vc
@@ -91,8 +96,6 @@ def test_train_motion_range_changes_training_pairs_only():
 
 
 def test_sweep_values_follow_the_preset_of_each_scale():
-    from mcjepa.reproduce import sweep_values
-
     assert sweep_values("flow_start", "tiny") == (0.0, 1.0, 3.0, 6.0, 9.0)  # fractions of the 10-epoch run
     assert sweep_values("flow_start", "paper") == (0.0, 10.0, 30.0, 60.0, 90.0)  # the paper's 10 of 100 included
     assert sweep_values("vc", "tiny") == (0.0, 0.1) and sweep_values("vc", "paper") == (0.0, 1.0)
@@ -140,3 +143,19 @@ def test_full_profile_stops_when_a_run_fails_but_not_when_a_guard_stops_it(tmp_p
     outcomes["c"] = ValueError("worker crashed")
     with pytest.raises(RuntimeError, match=r"training failed: c: ValueError\('worker crashed'\)"):
         reproduce.run_all("tiny", output_dir=tmp_path / "out")
+
+
+def test_notebook_kernels_get_their_thread_share_and_the_process_keeps_its_own(tmp_path, monkeypatch):
+    from mcjepa import reproduce
+
+    seen = []
+    monkeypatch.setattr(reproduce, "_execute",
+                        lambda name, parameters, out: seen.append(os.environ.get("OMP_NUM_THREADS")) or out / name)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    done = reproduce.execute_jobs([("09_eval_flow", {}), ("04_ablation_cycle", {})], tmp_path, workers=2)
+    assert done == [tmp_path / "04_ablation_cycle", tmp_path / "09_eval_flow"]  # the sweep notebooks first
+    assert seen == ["2", "2"] and os.environ["OMP_NUM_THREADS"] == "7"  # restored after
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    reproduce.execute_jobs([("09_eval_flow", {})], tmp_path, workers=4)
+    assert seen[-1] == "1" and "OMP_NUM_THREADS" not in os.environ

@@ -7,7 +7,7 @@ import pytest
 
 from mcjepa import experiments
 from mcjepa.__main__ import main as cli
-from mcjepa.config import apply_overrides, flat_keys, paper, tiny, validate
+from mcjepa.config import apply_overrides, flat_keys, paper, tiny, to_dict, validate
 from mcjepa.data.manifests import main as data_cli
 from mcjepa.report import load_json
 
@@ -50,14 +50,23 @@ EDGES = [("train.lr_encoder", 0.0), ("train.grad_clip", math.inf), ("train.batch
          ("data.crop", (2**16, 2**16)), ("train.epochs", 2**62), ("model.expander", (1,)), ("train.seed", 0)]
 
 
+def _get(data: dict, key: str):
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
 @pytest.mark.parametrize("key, value", EDGES, ids=[f"{k}={v!r}" for k, v in EDGES])
 def test_edge_values_are_accepted(key, value):
     cfg = apply_overrides(tiny(), {key: value})
-    assert cfg.__dict__[key.split(".")[0]] is not None
+    validate(cfg)
     node = cfg
     for part in key.split("."):
         node = getattr(node, part)
-    assert node == value
+    assert node == value and type(node) is type(value)
+    before, after = to_dict(tiny()), to_dict(cfg)
+    changed = [k for k in flat_keys(tiny()) if _get(before, k) != _get(after, k)]
+    assert changed == ([] if _get(before, key) == value else [key])  # that field and no other
 
 
 @pytest.mark.parametrize("key", flat_keys(tiny()))

@@ -6,8 +6,9 @@ import math
 import pytest
 from matplotlib.figure import Figure
 
+from mcjepa import session as session_module
 from mcjepa.config import preset
-from mcjepa.experiments import run_dir
+from mcjepa.experiments import Setting, run_dir
 from mcjepa.report import load_json
 from mcjepa.session import Session, check_name
 from mcjepa.viz.bars import plot_grouped_bars
@@ -95,8 +96,30 @@ def test_run_reuses_a_finished_run_in_runs_dir(tmp_path, capsys):
     assert "reusing finished run" in capsys.readouterr().out
 
 
-def test_table_and_markdown_display(tmp_path, capsys):
+def test_table_and_markdown_display(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(session_module, "show_markdown", shown.append)
     nb = session(tmp_path)
-    nb.table({"M-JEPA": {"epe": 1.23456}})
-    assert "Markdown" in capsys.readouterr().out
+    nb.table({"M-JEPA": {"epe": 1.23456, "fl": None}, "VICReg": {"miou": 0.5}})
+    nb.markdown("**bold**")
+    assert shown == ["| | epe | fl | miou |\n|---|---|---|---|\n| M-JEPA | 1.235 | - | - |\n| VICReg | - | - | 0.500 |",
+                     "**bold**"]  # columns in order of first appearance, 3 digits, missing values "-"
     assert nb.written == []  # displaying writes nothing
+
+
+def test_the_session_wraps_one_setting(tmp_path):
+    setting = Setting("tiny", seed=3, epochs=2, steps_per_epoch=3, eval_every=5, data_roots={"sintel": "/s"},
+                      runs_dir=tmp_path / "runs", figures_dir=tmp_path / "figures", progress=False)
+    nb = Session("99_test", setting)
+    assert nb.setting is setting and nb.folder == tmp_path / "figures" / "99_test"
+    assert session(tmp_path, seed=3, epochs=2, steps_per_epoch=3, eval_every=5, data_roots={"sintel": "/s"},
+                   progress=False).setting == setting  # the same setting from the notebooks' keyword arguments
+    assert nb.config("m-jepa").train.seed == 3 and setting.replace(seed=4).config("m-jepa").train.seed == 4
+    assert setting.runs == tmp_path / "runs" and Setting().runs.name == "runs" and Setting().figures.name == "figures"
+    with pytest.raises(TypeError, match="not both"):
+        Session("99_test", setting, seed=1)
+    with pytest.raises(ValueError, match="parameter eval_every must be a non-negative number"):
+        setting.replace(eval_every=-5)
+    with pytest.raises(ValueError, match="parameter epochs must be a whole number"):
+        Setting(epochs=2.5).config("m-jepa")
+    assert not (tmp_path / "elsewhere").exists() and Setting(runs_dir=tmp_path / "elsewhere").runs.name == "elsewhere"

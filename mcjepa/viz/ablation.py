@@ -14,12 +14,11 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..ablations import (ABLATIONS, FIG5_PANELS, LABELS, PAPER_TRENDS, VC_COLUMNS, XSCALES, by_value, check_ablation,
-                         collect, describe_sweep, point_name, points_markdown, sweep_markdown, trends_markdown,
-                         vc_markdown, vc_rows)
+from ..ablations import (ABLATIONS, FIG5_PANELS, VC_COLUMNS, ablation_spec, by_value, collect, describe_sweep,
+                         point_name, points_markdown, sweep_markdown, trends_markdown, vc_markdown, vc_rows)
 from ..claims import claims_markdown, save_claims
 from ..report import save_and_show, save_json, show_markdown
-from ..utils import atomic_write, resolve_dir
+from ..utils import atomic_write
 
 
 def _means(rows: Sequence[Mapping], key: str, factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +39,7 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str =
     the ablated value: the mean over seeds with a ± std error bar and its number, each seed a small dot; symlog
     x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross. No points: a
     message. Returns the legend handles (the caller places the legend below the panels)."""
-    check_ablation(ablation)
+    spec = ablation_spec(ablation)
     name, factor, colour, marker, digits, min_span = METRIC_STYLE[key]
     ax.set_title(title or "", fontsize=10)
     ax.set_ylabel(name)
@@ -52,7 +51,7 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str =
         return []
     rows = by_value(points)
     x = np.array([r["value"] for r in rows], dtype=np.float64)
-    if XSCALES[ablation] == "symlog":
+    if spec.xscale == "symlog":
         positive = np.abs(x[x != 0])
         ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
     ax.set_xticks(x, [f"{v:g}" for v in x])
@@ -107,7 +106,7 @@ def _panels(fig: Figure, sweeps: Sequence[tuple[str, Sequence[Mapping], str]]) -
             ax = axes[row, column]
             for handle in draw_ablation_panel(ax, points, ablation, key, title=title if row == 0 else None):
                 handles.setdefault(handle.get_label(), handle)
-        axes[1, column].set_xlabel(LABELS[ablation])
+        axes[1, column].set_xlabel(ABLATIONS[ablation].label)
     _legend_below(fig, list(handles.values()))
 
 
@@ -115,7 +114,7 @@ def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str
     """One ablation's points so far (the per-point notebooks' figure): EPE above, mIoU below."""
     points = collect(ablation, figures_dir, recipe)
     fig = Figure(figsize=(5.8, 5.6), layout="constrained")
-    _panels(fig, [(ablation, points, f"{LABELS[ablation]}: {len(points)} run{'s' * (len(points) != 1)}"
+    _panels(fig, [(ablation, points, f"{ablation_spec(ablation).label}: {len(points)} run{'s' * (len(points) != 1)}"
                                      f"\n({_scale_text([points])})")])
     return fig
 
@@ -123,8 +122,8 @@ def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str
 def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
     """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, flow EPE in the top row
     and linear-probe mIoU in the bottom row, mean ± std over seeds, against the parameter."""
-    sweeps = [(ablation, collect(ablation, figures_dir, recipe), f"5-{number}: {LABELS[ablation]}")
-              for number, ablation in enumerate(FIG5_PANELS, start=1)]
+    sweeps = [(name, collect(name, figures_dir, recipe), f"5-{ABLATIONS[name].fig5_panel}: {ABLATIONS[name].label}")
+              for name in FIG5_PANELS]
     fig = Figure(figsize=(15.5, 6.4), layout="constrained")
     _panels(fig, sweeps)
     fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text([p for _, p, _ in sweeps])}): flow EPE lower is "
@@ -279,22 +278,21 @@ def plot_claims(rows: Sequence[Mapping]) -> Figure:
 
 
 # ------------------------------------------------------------------------------------------- notebook reports
-def report_point(point: Mapping, notebook: str, figures_dir: str | Path | None = None) -> list[str]:
+def report_point(point: Mapping, folder: Path, figures_dir: str | Path | None = None) -> list[str]:
     """What an ablation notebook (04-07) shows for its point: the point's row, its divergence message if any,
-    the sweep so far (mean ± std over seeds per value, ours vs the paper's trend) and the sweep figure, saved as
-    `figures_dir/<notebook>/<ablation>_points.png`; for the vc ablation also this run's feature std per level
-    (`feature_std_vc_<point name>.png`) and the lowest std of every vc point (`vc_stability.png`). Returns the
-    names of the files it wrote (in `figures_dir/<notebook>/`), sorted."""
+    the sweep so far (the points under `figures_dir`: mean ± std over seeds per value, ours vs the paper's trend)
+    and the sweep figure, saved as `folder/<ablation>_points.png` (`folder`: the notebook's, `Session.folder`);
+    for the vc ablation also this run's feature std per level (`feature_std_vc_<point name>.png`) and the
+    lowest std of every vc point (`vc_stability.png`). Returns the names of the files it wrote, sorted."""
     ablation = point["ablation"]
-    folder = resolve_dir(figures_dir, "figures") / notebook
     tag = point_name(0, 0, point.get("overrides")).split("_seed0", 1)[1]  # the recipe's overrides, if any
-    show_markdown(f"**This point** (`{ABLATIONS[ablation]}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
+    show_markdown(f"**This point** (`{ABLATIONS[ablation].key}` = {point['value']:g}, seed {point.get('seed', 0)})\n\n"
                   + points_markdown([point]))
     if point.get("diverged"):
         print("STOPPED:", point["diverged_message"])
     points = collect(ablation, figures_dir, recipe=point["recipe_hash"])
     show_markdown(f"**The sweep so far** (same recipe: scale, schedule, overrides)\n\n{sweep_markdown(points)}\n"
-                  f"ours: {describe_sweep(points)}\n\npaper: {PAPER_TRENDS[ablation]}")
+                  f"ours: {describe_sweep(points)}\n\npaper: {ABLATIONS[ablation].paper}")
     written = [save_and_show(plot_sweep(ablation, figures_dir, recipe=point["recipe_hash"]),
                        folder / f"{ablation}_points{tag}.png")]
     if ablation == "vc":
@@ -318,8 +316,9 @@ def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder:
     points by ablation and the names of the files written (in `folder`)."""
     points = {ablation: collect(ablation, figures_dir, recipe) for ablation in ABLATIONS}
     for ablation, found in points.items():
-        show_markdown(f"**{LABELS[ablation]}** (`{ABLATIONS[ablation]}`)\n\n" + sweep_markdown(found))
-    written = [save_json({"recipe": recipe, "points": points, "paper_trends": PAPER_TRENDS},
+        show_markdown(f"**{ABLATIONS[ablation].label}** (`{ABLATIONS[ablation].key}`)\n\n" + sweep_markdown(found))
+    trends = {name: spec.paper for name, spec in ABLATIONS.items()}
+    written = [save_json({"recipe": recipe, "points": points, "paper_trends": trends},
                          folder / "ablation_points.json"),
                save_and_show(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")]
     show_markdown(trends_markdown(figures_dir, recipe))
