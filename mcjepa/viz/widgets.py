@@ -3,7 +3,7 @@
 Each inspector holds its data and a cache of predictions, and exposes
 - `compute_panels(**state) -> dict` : the arrays shown for a control state (pure given the predictions),
 - `render(**state) -> Figure`       : a matplotlib Figure drawn from those arrays (no pyplot),
-- `widget()`                        : ipywidgets controls wired by `live_image`; each change renders the figure
+- `widget()`                        : ipywidgets controls wired by a `LiveImage`; each change renders the figure
                                       to PNG into an Image widget (works in any frontend and under papermill).
 
 Conventions: images (3, H, W) in [0, 1]; flows (2, H, W) pixels; predictions are cached per sample index.
@@ -89,11 +89,6 @@ class LiveImage:
             self._holding = False
         if render_after:
             self.update()
-
-
-def live_image(render, controls: dict):
-    """The Image widget of a `LiveImage` (kept for callers that want the bare widget)."""
-    return LiveImage(render, controls).image
 
 
 def _click_events(image, handler: Callable[[dict], None]):
