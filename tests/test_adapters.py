@@ -16,7 +16,8 @@ from mcjepa.losses.occlusion import occlusion_mask, range_map_occlusion
 from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
 from mcjepa.viz import adapters
-from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
+from mcjepa.viz.flow_inspector import FlowInspector
+from mcjepa.viz.segmentation_inspector import SegmentationInspector
 
 
 def test_viz_adapters_are_the_eval_adapters():

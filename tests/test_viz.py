@@ -14,7 +14,10 @@ from mcjepa.viz.curves import plot_loss_curves
 from mcjepa.viz.display import figure_png, save_figure
 from mcjepa.viz.flow import plot_flow_comparison
 from mcjepa.viz.segmentation import colorize_labels, label_palette, plot_segmentation, plot_video_segmentation
-from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_point
+from mcjepa.viz.data_overview import DataTour
+from mcjepa.viz.flow_inspector import FlowInspector
+from mcjepa.viz.live import figure_point
+from mcjepa.viz.segmentation_inspector import SegmentationInspector
 
 H, W = 24, 32
 

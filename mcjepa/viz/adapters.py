@@ -1,4 +1,5 @@
-"""Adapters from a trained MC-JEPA to the `predict_fn`s of the inspectors (mcjepa/viz/widgets.py).
+"""Adapters from a trained MC-JEPA to the `predict_fn`s of the inspectors (mcjepa/viz/flow_inspector.py,
+segmentation_inspector.py).
 
     flow_predict_fn(model)                   -> FlowInspector predict_fn:  (frame1, frame2 (1,3,H,W)) -> dict
     probe_predict_fn(model, probe)           -> SegmentationInspector predict_fn for stills:    sample -> (H,W)
