@@ -10,32 +10,17 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from mcjepa.data.augment import resize_sparse_flow
-from mcjepa.models.warp import inside_image_mask, resize_flow, warp
+from mcjepa.models.warp import resize_flow, warp
+from mcjepa.viz import flow_views
 from mcjepa.viz.flow import ZERO_FLOW, add_flow_legend
-from mcjepa.viz.flow_colors import error_map, flow_to_rgb, max_flow_radius, robust_flow_radius, to_numpy
+from mcjepa.viz.flow_colors import max_flow_radius, robust_flow_radius, to_numpy
+from mcjepa.viz.flow_views import Shown, rescale_point, resize_image
 from mcjepa.viz.images import hide_ticks, to_image
 from mcjepa.viz.live import LiveImage, click_events, figure_point
 
 __all__ = ["FlowInspector"]
-
-
-def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, h, w), antialiased bilinear (identity when the size already matches)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) bool -> (h, w) bool by nearest neighbour."""
-    if tuple(mask.shape[-2:]) == tuple(size):
-        return mask.bool()
-    return F.interpolate(mask.float()[None, None], size=size, mode="nearest")[0, 0] > 0.5
-
 
 
 class FlowInspector:
@@ -61,7 +46,7 @@ class FlowInspector:
 
     SMALL_FLOW = 0.5
 
-    VIEWS = ("flow", "occlusion", "warped image", "photometric error", "EPE error map")
+    VIEWS = tuple(flow_views.VIEWS)  # ("flow", "occlusion", "warped image", "photometric error", "EPE error map")
 
     def __init__(self, pairs: Sequence[Mapping], predict_fn: Callable[[torch.Tensor, torch.Tensor], dict]):
         if len(pairs) == 0:
@@ -80,6 +65,19 @@ class FlowInspector:
     def num_levels(self, pair_index: int = 0) -> int:
         return len(self.prediction(pair_index).get("flows_fw", []))
 
+    def level_flow(self, pair_index: int, level: int, direction: str = "fw") -> torch.Tensor:
+        """The predicted flow (1, 2, h, w) at `level` (-1 = full resolution) in level pixels, on the CPU.
+        Raises ValueError for a level outside -1..L-1."""
+        pred = self.prediction(pair_index)
+        levels = pred.get(f"flows_{direction}", [])
+        if level == -1:
+            flow = pred[f"flow_{direction}"]
+        elif 0 <= level < len(levels):
+            flow = levels[level]
+        else:
+            raise ValueError(f"FlowInspector: level {level} not in -1..{len(levels) - 1}")
+        return flow.detach().float().cpu()
+
     def compute_panels(self, pair_index: int = 0, level: int = -1, direction: str = "fw", view: str = "flow",
                        x: int | None = None, y: int | None = None) -> dict:
         """Arrays for one state: {"reference", "target", "warped" (h, w, 3) float; "flow" (2, h, w);
@@ -90,85 +88,47 @@ class FlowInspector:
         if view not in self.VIEWS:
             raise ValueError(f"FlowInspector: view must be one of {self.VIEWS}, got {view!r}")
         pair = self.pairs[pair_index]
-        pred = self.prediction(pair_index)
-        levels = pred.get(f"flows_{direction}", [])
-        if level == -1:
-            flow = pred[f"flow_{direction}"]
-        elif 0 <= level < len(levels):
-            flow = levels[level]
-        else:
-            raise ValueError(f"FlowInspector: level {level} not in -1..{len(levels) - 1}")
-        flow = flow.detach().float().cpu()
+        flow = self.level_flow(pair_index, level, direction)
         size = tuple(flow.shape[-2:])
         frame1, frame2 = pair["frame1"][None].float(), pair["frame2"][None].float()
         reference, target = (frame1, frame2) if direction == "fw" else (frame2, frame1)
-        reference, target = _resize_image(reference, size), _resize_image(target, size)
+        reference, target = resize_image(reference, size), resize_image(target, size)
         warped = warp(target, flow)
         full_h, full_w = pair["frame1"].shape[-2:]
         x = full_w // 2 if x is None else int(np.clip(x, 0, full_w - 1))
         y = full_h // 2 if y is None else int(np.clip(y, 0, full_h - 1))
-        x_l = int(round(x * (size[1] - 1) / max(full_w - 1, 1)))
-        y_l = int(round(y * (size[0] - 1) / max(full_h - 1, 1)))
+        x_l, y_l = (int(round(c)) for c in rescale_point(x, y, (full_h, full_w), size))
         u, v = (float(c) for c in flow[0, :, y_l, x_l])
         gt = pair.get("flow") if direction == "fw" else None
         max_flow, scale_note = self.flow_scale(flow, resize_flow(gt[None].float(), size) if gt is not None else None)
+        shown = Shown(pair, self.prediction(pair_index), direction, "full res" if level == -1 else f"level {level}",
+                      flow, reference, warped, gt, max_flow)
+        view_array, view_kind, title = flow_views.VIEWS[view](shown)
         out = {"reference": to_image(reference[0]), "target": to_image(target[0]), "warped": to_image(warped[0]),
                "flow": flow[0].numpy(), "point": (x_l, y_l), "target_point": (x_l + u, y_l + v),
-               "max_flow": max_flow, "flow_scale": scale_note, "cost_volume": None, "cost_volume_title": None,
-               "level_size": size}
-        level_name = "full res" if level == -1 else f"level {level}"
-        if view == "flow":
-            out["view"], out["view_kind"] = flow_to_rgb(flow[0], max_flow=max(max_flow, ZERO_FLOW)), "rgb"
-            out["title"] = f"flow {direction} ({level_name})"
-        elif view == "warped image":
-            out["view"], out["view_kind"] = out["warped"], "rgb"
-            out["title"] = f"warp(frame{2 if direction == 'fw' else 1}, flow_{direction})"
-        elif view == "photometric error":
-            err = (warped - reference).abs().mean(1)[0]
-            inside = inside_image_mask(flow)[0, 0] > 0
-            out["view"], out["view_kind"] = torch.where(inside, err, torch.nan).numpy(), "scalar"
-            out["title"] = f"|warped - frame{1 if direction == 'fw' else 2}| (mean {float(err[inside].mean()):.3f})"
-        elif view == "occlusion":
-            occ = pred.get(f"occlusion_{direction}")
-            if occ is not None:
-                mask = _resize_mask(occ.detach().cpu().reshape(occ.shape[-2:]) > 0.5, size)
-                out["title"] = f"predicted occlusion {direction} ({float(mask.float().mean()):.1%})"
-            elif direction == "fw" and pair.get("occlusion") is not None:
-                mask = _resize_mask(pair["occlusion"], size)
-                out["title"] = f"GT occlusion ({float(mask.float().mean()):.1%})"
-            else:
-                mask = None
-            if mask is None:
-                out["view"], out["view_kind"], out["title"] = None, "message", "no occlusion available"
-            else:
-                out["view"], out["view_kind"] = mask.numpy(), "mask"
-        else:  # EPE error map
-            if gt is None:
-                out["view"], out["view_kind"] = None, "message"
-                out["title"] = "no ground truth" + (" for bw" if direction == "bw" else "")
-            else:
-                valid = pair.get("valid")
-                if valid is None or valid.all():  # dense GT: bilinear
-                    gt_l, valid = resize_flow(gt[None].float(), size)[0], torch.ones(size, dtype=torch.bool)
-                else:  # sparse GT: resampled by its mask, never blended with the invalid zeros
-                    gt_l, valid = (t[0] for t in resize_sparse_flow(gt[None].float(), valid[None].bool(), size))
-                epe = error_map(flow[0], gt_l)
-                epe = np.where(valid.numpy(), epe, np.nan)
-                out["view"], out["view_kind"] = epe, "scalar"
-                out["title"] = f"EPE ({level_name}, mean {float(np.nanmean(epe)):.2f} px)"
+               "max_flow": max_flow, "flow_scale": scale_note, "level_size": size,
+               "view": view_array, "view_kind": view_kind, "title": title}
+        return {**out, **self.cost_volume(pair_index, level, direction, x, y)}
+
+    def cost_volume(self, pair_index: int, level: int, direction: str, x: int, y: int) -> dict:
+        """{"cost_volume": (2r+1, 2r+1) float32 or None, "cost_volume_title": str or None, and, when the prediction
+        has cost volumes and levels, "cost_volume_level"}: the volume of `direction` at the full-resolution pixel
+        (x, y) mapped to the shown level (the finest pyramid level when `level` = -1)."""
+        pred = self.prediction(pair_index)
+        levels = pred.get(f"flows_{direction}", [])
+        out = {"cost_volume": None, "cost_volume_title": None}
         has_costs = pred.get("cost_volume_fn") is not None or pred.get("cost_volume_bw_fn") is not None
-        if has_costs and len(levels) > 0:
-            cost_fn = pred.get("cost_volume_fn" if direction == "fw" else "cost_volume_bw_fn")
-            cv_level = len(levels) - 1 if level == -1 else level
-            out["cost_volume_level"] = cv_level
-            if cost_fn is None:
-                out["cost_volume_title"] = f"no {direction} cost volume"
-            else:
-                cv_size = tuple(levels[cv_level].shape[-2:])
-                cy = int(round(y * (cv_size[0] - 1) / max(full_h - 1, 1)))
-                cx = int(round(x * (cv_size[1] - 1) / max(full_w - 1, 1)))
-                out["cost_volume"] = to_numpy(cost_fn(cv_level, cy, cx)).astype(np.float32)
-                out["cost_volume_title"] = f"cost volume {direction} (level {cv_level})"
+        if not has_costs or len(levels) == 0:
+            return out
+        cost_fn = pred.get("cost_volume_fn" if direction == "fw" else "cost_volume_bw_fn")
+        out["cost_volume_level"] = cv_level = len(levels) - 1 if level == -1 else level
+        if cost_fn is None:
+            out["cost_volume_title"] = f"no {direction} cost volume"
+            return out
+        full_size = tuple(self.pairs[pair_index]["frame1"].shape[-2:])
+        cx, cy = (int(round(c)) for c in rescale_point(x, y, full_size, tuple(levels[cv_level].shape[-2:])))
+        out["cost_volume"] = to_numpy(cost_fn(cv_level, cy, cx)).astype(np.float32)
+        out["cost_volume_title"] = f"cost volume {direction} (level {cv_level})"
         return out
 
     @classmethod
@@ -194,13 +154,10 @@ class FlowInspector:
         if hit is None or hit[0] not in (0, 1, 2):
             return None
         _, x_l, y_l = hit
-        pred = self.prediction(pair_index)
-        flow = pred["flow_fw"] if level == -1 else pred["flows_fw"][level]
-        h_l, w_l = flow.shape[-2:]
-        full_h, full_w = self.pairs[pair_index]["frame1"].shape[-2:]
-        x = int(round(np.clip(x_l, 0, w_l - 1) * (full_w - 1) / max(w_l - 1, 1)))
-        y = int(round(np.clip(y_l, 0, h_l - 1) * (full_h - 1) / max(h_l - 1, 1)))
-        return x, y
+        h_l, w_l = self.level_flow(pair_index, level).shape[-2:]
+        full_size = tuple(self.pairs[pair_index]["frame1"].shape[-2:])
+        x, y = rescale_point(np.clip(x_l, 0, w_l - 1), np.clip(y_l, 0, h_l - 1), (h_l, w_l), full_size)
+        return int(round(x)), int(round(y))
 
     def render(self, pair_index: int = 0, level: int = -1, direction: str = "fw", view: str = "flow",
                x: int | None = None, y: int | None = None) -> Figure:
