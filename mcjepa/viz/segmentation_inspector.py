@@ -17,7 +17,9 @@ from mcjepa.viz.images import hide_ticks, to_image
 from mcjepa.viz.live import LiveImage
 from mcjepa.viz.segmentation import IGNORE_COLOR, add_class_legend, colorize_labels, overlay_mask
 
-__all__ = ["SegmentationInspector"]
+__all__ = ["HIGHLIGHT", "SegmentationInspector"]
+
+HIGHLIGHT = (1.0, 40 / 255, 40 / 255)  # RGB in [0, 1]: a picked class on the image and in its legend
 
 
 class SegmentationInspector:
@@ -104,7 +106,7 @@ class SegmentationInspector:
                                if sequence else colorize_labels(p["gt"], self.ignore_index)))
         else:
             name = self.class_name(class_id, sequence)
-            highlight = np.array([255, 40, 40], dtype=np.float32) / 255.0
+            highlight = np.array(HIGHLIGHT, dtype=np.float32)
 
             def spotlight(mask):
                 img = p["image"] * 0.35
@@ -182,8 +184,8 @@ class SegmentationInspector:
 
 
 def _highlight_legend(ax, name: str) -> None:
-    """The legend of a picked class (the colour `SegmentationInspector.render` highlights it with)."""
+    """The legend of a picked class (drawn in HIGHLIGHT, as `SegmentationInspector.render` draws it)."""
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(facecolor=(1.0, 40 / 255, 40 / 255), edgecolor="k", linewidth=0.3, label=name)],
+    ax.legend(handles=[Patch(facecolor=HIGHLIGHT, edgecolor="k", linewidth=0.3, label=name)],
               loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
