@@ -14,7 +14,8 @@ from mcjepa.eval.segmentation import LinearProbeConfig, confusion_matrix, linear
 from mcjepa.losses.occlusion import occlusion_mask, range_map_occlusion
 from mcjepa.models.flow_head import normalize_features
 from mcjepa.models.mcjepa import MCJEPA
-from mcjepa.viz.widgets import FlowInspector, SegmentationInspector
+from mcjepa.viz.flow_inspector import FlowInspector
+from mcjepa.viz.segmentation_inspector import SegmentationInspector
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import torch
 
 from mcjepa.viz.bars import plot_grouped_bars
 from mcjepa.viz.curves import group_loss_keys, plot_dimension_std, plot_loss_curves
-from mcjepa.viz.data_overview import plot_data_overview
+from mcjepa.viz.data_overview import DataTour, plot_data_overview
 from mcjepa.viz.flow import plot_flow_rows
 from mcjepa.viz.segmentation import plot_per_frame_scores
-from mcjepa.viz.widgets import DataTour
 
 
 def test_plot_flow_rows_mixed_sizes_epe_titles_and_invalid_pixels():

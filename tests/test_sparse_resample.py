@@ -70,7 +70,7 @@ def test_offline_area_resize_also_keeps_invalid_zeros_out():
 def test_inspector_epe_view_resamples_sparse_gt_by_its_mask():
     from test_viz import FakeFlowModel, make_pairs
 
-    from mcjepa.viz.widgets import FlowInspector
+    from mcjepa.viz.flow_inspector import FlowInspector
 
     pairs = make_pairs()
     pair = dict(pairs[0])

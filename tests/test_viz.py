@@ -14,7 +14,10 @@ from mcjepa.viz.curves import plot_loss_curves
 from mcjepa.report import figure_png, save_figure
 from mcjepa.viz.flow import plot_flow_comparison
 from mcjepa.viz.segmentation import colorize_labels, label_palette, plot_segmentation, plot_video_segmentation
-from mcjepa.viz.widgets import DataTour, FlowInspector, SegmentationInspector, figure_point
+from mcjepa.viz.data_overview import DataTour
+from mcjepa.viz.flow_inspector import FlowInspector
+from mcjepa.viz.live import figure_point
+from mcjepa.viz.segmentation_inspector import SegmentationInspector
 
 H, W = 24, 32
 
@@ -123,15 +126,25 @@ def test_plot_flow_comparison_layout_titles_and_shared_scale():
     assert len(image_axes(fig)) == 2 * (2 + 2 + 1 + 1) + 2  # panels per row + wheel legend per row
     titles = [ax.get_title() for ax in fig.axes]
     epe_a = float(np.mean([math.hypot(0.5, 0.5)]))  # constant offset (0.5, 0.5)
-    assert f"a\nEPE {epe_a:.2f}" in titles
+    assert f"a\nEPE {epe_a:.2f} px" in titles
     epe_b0 = float((gt[0] * 0.5).norm(dim=0).mean())
-    assert f"b\nEPE {epe_b0:.2f}" in titles
+    assert f"b\nEPE {epe_b0:.2f} px" in titles
     # pred "b" (row 0) is drawn on the GT's scale, not its own
     radius = float(gt[0].norm(dim=0).max())
     shown = fig.axes[3].images[0].get_array()
     assert np.array_equal(np.asarray(shown), flow_to_rgb(gt[0] * 0.5, max_flow=radius))
     fig = plot_flow_comparison(frames[0], None, {"only": gt[0]}, epe={"only": 1.234})
-    assert "only\nEPE 1.23" in [ax.get_title() for ax in fig.axes]
+    assert "only\nEPE 1.23 px" in [ax.get_title() for ax in fig.axes]
+    # pixels without GT: black on the GT panel and out of the EPE (as in plot_flow_rows: one builder)
+    valid = torch.ones(H, W, dtype=torch.bool)
+    valid[:, :5] = False
+    far = gt[0].clone()
+    far[:, :, :5] += 100.0
+    fig = plot_flow_comparison(frames[0], None, {"far": far}, gt[0], valid=valid)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "far\nEPE 0.00 px" in titles and "ground truth\n(black: no GT)" in titles
+    gt_panel = np.asarray(fig.axes[2].images[0].get_array())
+    assert (gt_panel[:, :5] == 0).all() and (gt_panel[:, 5:] > 0).any()
     with pytest.raises(ValueError, match="error_of"):
         plot_flow_comparison(frames[0], None, {"a": gt[0]}, gt[0], error_of="zzz")
 

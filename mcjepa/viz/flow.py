@@ -1,5 +1,9 @@
 """Flow figures (paper Fig. 3 style): frames, predicted and true flow on one colour scale per row, EPE maps.
 
+One builder (`_flow_grid`) draws Fig. 3 for both entry points: `plot_flow_rows` (a dict per row, rows of any
+size; notebooks 12, 15) and `plot_flow_comparison` (a batch of same-size samples; notebooks 00, 01). The titles'
+EPE comes from mcjepa.eval.flow_metrics; on the GT panel, pixels without GT are black and occluded ones darkened.
+
 Inputs in the kit's conventions: images (3, H, W) in [0, 1], flows (2, H, W) in pixels (u right, v down),
 masks (H, W) bool; a leading batch dimension gives one row per sample. Colours: `mcjepa.viz.flow_colors`
 (hue = direction, saturation = |f| / the row's radius, wheel legend at the end of each row).
@@ -8,6 +12,7 @@ masks (H, W) bool; a leading batch dimension gives one row per sample. Colours: 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -16,7 +21,8 @@ from mcjepa.eval.flow_metrics import flow_metrics
 from mcjepa.viz.flow_colors import error_map, flow_color_wheel, flow_to_rgb, max_flow_radius, to_numpy
 from mcjepa.viz.images import hide_ticks, to_image
 
-__all__ = ["ZERO_FLOW", "add_flow_legend", "plot_flow_comparison", "plot_flow_rows", "plot_flow_overlay"]
+__all__ = ["ZERO_FLOW", "COMPARISON_LAYOUT", "ROWS_LAYOUT", "FlowGridLayout", "add_flow_legend", "plot_flow_comparison",
+           "plot_flow_rows", "plot_flow_overlay"]
 
 ZERO_FLOW = 1e-3  # px: a flow whose largest vector is shorter than this is drawn and labelled as zero flow
 
@@ -35,6 +41,23 @@ def add_flow_legend(ax, max_flow: float, scale_note: str | None = None) -> None:
     ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=8)
 
 
+@dataclass(frozen=True)
+class FlowGridLayout:
+    """Sizes of a Fig. 3 grid, in inches: `panel` the width of an image panel (its height follows the frames'
+    aspect), `legend` the colour-wheel column's width as a fraction of a panel (gridspec ratio), `legend_in` the
+    figure width added for that column, `title_in` the height added per row for the titles."""
+
+    panel: float
+    legend: float
+    legend_in: float
+    title_in: float
+
+
+COMPARISON_LAYOUT = FlowGridLayout(panel=2.6, legend=0.45, legend_in=2.6 * 0.45, title_in=0.5)  # notebooks 00, 01
+ROWS_LAYOUT = FlowGridLayout(panel=2.7, legend=0.4, legend_in=1.0, title_in=0.55)  # Fig. 3 (notebooks 12, 15)
+OCCLUDED_SHADE = 0.35  # occluded GT pixels are drawn at this fraction of their colour; pixels without GT black
+
+
 def _batched(x, ndim_single: int):
     """`x` as a numpy array with a leading batch dimension (added when it has `ndim_single` dims); None stays."""
     if x is None:
@@ -46,98 +69,54 @@ def _batched(x, ndim_single: int):
 def plot_flow_comparison(frame1, frame2=None, pred_flows: Mapping[str, object] | None = None, gt_flow=None,
                          occlusion=None, epe: Mapping[str, object] | None = None, valid=None,
                          error_of: str | None = None, max_flow: float | None = None) -> Figure:
-    """Qualitative flow figure (paper Fig. 3 style): one row per sample, columns
+    """Qualitative flow figure (paper Fig. 3 style) of a batch: one row per sample, columns
     [frame 1, frame 2 (if given), each prediction, GT (if given), EPE map of `error_of` (default: the first
-    prediction; if GT given)].
+    prediction; if GT given)]. The rows of `plot_flow_rows`, in COMPARISON_LAYOUT.
 
     Args:
         frame1, frame2: (3, H, W) or (B, 3, H, W) in [0, 1].
         pred_flows: {name: (2, H, W) or (B, 2, H, W)} predictions (pixels).
-        gt_flow: (2, H, W) / (B, 2, H, W); valid: (H, W) / (B, H, W) bool where GT exists.
+        gt_flow: (2, H, W) / (B, 2, H, W); valid: (H, W) / (B, H, W) bool where GT exists (black elsewhere).
         occlusion: (H, W) / (B, H, W) bool, darkened on the GT panel.
-        epe: {name: float or per-sample sequence} shown in titles; if None and GT is given, EPE is computed
-            as the mean endpoint error over valid pixels (all pixels if `valid` is None).
-        max_flow: shared colour radius; default per row = max |GT| (or max over the predictions if no GT),
-            so all flow panels of a row share one scale (colour wheel legend at the end of each row).
+        epe: {name: float or per-sample sequence} shown in titles; if None and GT is given, EPE is the mean
+            endpoint error over valid pixels (mcjepa.eval.flow_metrics).
+        max_flow: shared colour radius; default per row = max |GT| over valid pixels (or max over the predictions
+            if no GT), so all flow panels of a row share one scale (colour wheel legend at the end of each row).
+    Raises ValueError when `error_of` is not a prediction's name.
     """
-    pred_flows = dict(pred_flows or {})
-    f1 = _batched(frame1, 3)
-    f2 = _batched(frame2, 3)
-    preds = {k: _batched(v, 3) for k, v in pred_flows.items()}
-    gt = _batched(gt_flow, 3)
-    occ = _batched(occlusion, 2)
-    val = _batched(valid, 2)
-    batch = f1.shape[0]
+    preds = {k: _batched(v, 3) for k, v in dict(pred_flows or {}).items()}
     error_of = error_of if error_of is not None else (next(iter(preds)) if preds else None)
     if error_of is not None and error_of not in preds:
         raise ValueError(f"plot_flow_comparison: error_of={error_of!r} not among {list(preds)}")
-    columns = ["frame 1"] + (["frame 2"] if f2 is not None else []) + list(preds)
-    columns += (["ground truth"] if gt is not None else []) + (
-        [f"EPE map ({error_of})"] if gt is not None and error_of else [])
-    height, width = f1.shape[-2:]
-    panel_w = 2.6
-    fig = Figure(figsize=(panel_w * (len(columns) + 0.45), panel_w * height / width * batch + 0.5 * batch),
-                 layout="constrained")
-    grid = fig.subplots(batch, len(columns) + 1, squeeze=False,
-                        gridspec_kw={"width_ratios": [1.0] * len(columns) + [0.45]})
-    axes, legend_axes = grid[:, :-1], grid[:, -1]
-    for b in range(batch):
-        row = axes[b]
-        radius = max_flow or (max_flow_radius(gt[b]) if gt is not None
-                              else max_flow_radius(*(p[b] for p in preds.values())))
-        col = 0
-        row[col].imshow(to_image(f1[b]))
-        row[col].set_title("frame 1", fontsize=9)
-        col += 1
-        if f2 is not None:
-            row[col].imshow(to_image(f2[b]))
-            row[col].set_title("frame 2", fontsize=9)
-            col += 1
-        mask = val[b].astype(bool) if val is not None else np.ones((height, width), bool)
-        for name, pred in preds.items():
-            row[col].imshow(flow_to_rgb(pred[b], max_flow=radius))
-            label = name
-            if epe is not None and name in epe:
-                value = epe[name]
-                value = value[b] if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) else value
-                label += f"\nEPE {float(value):.2f}"
-            elif gt is not None:
-                label += f"\nEPE {float(error_map(pred[b], gt[b])[mask].mean()):.2f}"
-            row[col].set_title(label, fontsize=9)
-            col += 1
-        if gt is not None:
-            rgb = flow_to_rgb(gt[b], max_flow=radius).astype(np.float32)
-            dark = ~mask
-            if occ is not None:
-                dark = dark | occ[b].astype(bool)
-            rgb[dark] *= 0.35
-            row[col].imshow(rgb.astype(np.uint8))
-            row[col].set_title("ground truth" + ("\n(occluded darkened)" if occ is not None else ""), fontsize=9)
-            col += 1
-            if error_of:
-                err = error_map(preds[error_of][b], gt[b])
-                err = np.where(mask, err, np.nan)
-                vmax = max(float(np.nanpercentile(err, 99)) if np.isfinite(err).any() else 1.0, 1e-3)
-                image = row[col].imshow(err, cmap="magma", vmin=0, vmax=vmax)
-                fig.colorbar(image, ax=row[col], fraction=0.046, pad=0.02, label="px")
-                row[col].set_title(f"EPE map ({error_of})", fontsize=9)
-                col += 1
-        add_flow_legend(legend_axes[b], radius)
-        for ax in row:
-            hide_ticks(ax)
-    return fig
+    f1, f2, gt = _batched(frame1, 3), _batched(frame2, 3), _batched(gt_flow, 3)
+    occ, val = _batched(occlusion, 2), _batched(valid, 2)
+    rows = []
+    for b in range(f1.shape[0]):
+        row = {"name": "frame 1", "frame1": f1[b], "flows": {name: pred[b] for name, pred in preds.items()},
+               "epe": {name: _sample_value(value, b) for name, value in (epe or {}).items()}}
+        for key, arr in (("frame2", f2), ("gt", gt), ("occlusion", occ), ("valid", val)):
+            if arr is not None:
+                row[key] = arr[b]
+        rows.append(row)
+    return _flow_grid(rows, list(preds), error_of if gt is not None else None, max_flow, COMPARISON_LAYOUT)
+
+
+def _sample_value(value, b: int) -> float:
+    """Sample b's value of a float or a per-sample sequence."""
+    return float(value[b] if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str) else value)
 
 
 def plot_flow_rows(rows: Sequence[Mapping], flow_names: Sequence[str] | None = None) -> Figure:
     """Paper Fig. 3 style: one row per sample (rows may have different image sizes), columns
-    [image, each predicted flow, ground truth (if any row has it), colour wheel].
+    [image, each predicted flow, ground truth (if any row has it), colour wheel], in ROWS_LAYOUT.
 
     Args:
         rows: dicts {"name": str, "frame1": (3,H,W), "flows": {column name: (2,H,W)}, optional "gt" (2,H,W),
             "valid" (H,W) bool}.
         flow_names: prediction columns in order (default: the keys of the first row's "flows").
     Each row has its own colour radius, max |GT| over valid pixels (max over the predictions if no GT), shared
-    by all its flow panels; prediction titles give the EPE over valid pixels (mcjepa.eval.flow_metrics).
+    by all its flow panels; prediction titles give the EPE over valid pixels (mcjepa.eval.flow_metrics); GT
+    pixels without ground truth are black. Raises ValueError for no rows or a row lacking one of `flow_names`.
     """
     if not rows:
         raise ValueError("plot_flow_rows: no rows")
@@ -146,45 +125,96 @@ def plot_flow_rows(rows: Sequence[Mapping], flow_names: Sequence[str] | None = N
         missing = set(names) - set(row["flows"])
         if missing:
             raise ValueError(f"plot_flow_rows: row {row.get('name', '?')!r} lacks flows {sorted(missing)}")
+    return _flow_grid(rows, names, None, None, ROWS_LAYOUT)
+
+
+def _flow_grid(rows: Sequence[Mapping], names: Sequence[str], error_of: str | None, max_flow: float | None,
+               layout: FlowGridLayout) -> Figure:
+    """The one Fig. 3 builder: a row per dict of `rows` ({"name", "frame1" (3,H,W), "flows": {name: (2,H,W)},
+    optional "frame2", "gt" (2,H,W), "valid", "occlusion" (H,W) bool, "epe": {name: float}}), columns
+    [frame 1 titled with the row's name, frame 2 (if any row has it), the flows `names`, ground truth (if any
+    row has it), EPE map of `error_of` (if given and any row has GT)], and the colour wheel of the row."""
+    has_frame2 = any(row.get("frame2") is not None for row in rows)
     has_gt = any(row.get("gt") is not None for row in rows)
-    ncols = 1 + len(names) + has_gt
+    error_of = error_of if has_gt else None
+    ncols = 1 + has_frame2 + len(names) + has_gt + (error_of is not None)
     aspect = max(to_numpy(r["frame1"]).shape[-2] / to_numpy(r["frame1"]).shape[-1] for r in rows)
-    fig = Figure(figsize=(2.7 * ncols + 1.0, (2.7 * aspect + 0.55) * len(rows)), layout="constrained")
+    width, height = layout.panel * ncols + layout.legend_in, (layout.panel * aspect + layout.title_in) * len(rows)
+    fig = Figure(figsize=(width, height), layout="constrained")
     grid = fig.subplots(len(rows), ncols + 1, squeeze=False,
-                        gridspec_kw={"width_ratios": [1.0] * ncols + [0.4]})
+                        gridspec_kw={"width_ratios": [1.0] * ncols + [layout.legend]})
     for r, row in enumerate(rows):
-        axes = grid[r]
-        gt = row.get("gt")
+        axes = list(grid[r])
+        gt = None if row.get("gt") is None else to_numpy(row["gt"])
         valid = row.get("valid")
-        mask = None if gt is None else (np.ones(to_numpy(gt).shape[-2:], bool) if valid is None
-                                        else to_numpy(valid).astype(bool))
-        if gt is not None:
-            radius = max_flow_radius(np.where(mask[None], to_numpy(gt), 0.0))
-        else:
-            radius = max_flow_radius(*(row["flows"][n] for n in names))
-        axes[0].imshow(to_image(row["frame1"]))
-        axes[0].set_title(str(row.get("name", f"row {r}")), fontsize=9)
-        for c, name in enumerate(names, start=1):
+        mask = None if gt is None else (np.ones(gt.shape[-2:], bool) if valid is None else to_numpy(valid).astype(bool))
+        radius = max_flow or (max_flow_radius(np.where(mask[None], gt, 0.0)) if gt is not None
+                              else max_flow_radius(*(row["flows"][n] for n in names)))
+        _image_panel(axes.pop(0), to_image(row["frame1"]), str(row.get("name", f"row {r}")))
+        if has_frame2:
+            frame2 = row.get("frame2")
+            _image_panel(axes.pop(0), *((to_image(frame2), "frame 2") if frame2 is not None else (None, "")))
+        for name in names:
             flow = row["flows"][name]
-            axes[c].imshow(flow_to_rgb(flow, max_flow=radius))
-            title = name
-            if gt is not None:
-                title += f"\nEPE {flow_metrics(flow, gt, valid)['epe']:.2f} px"
-            axes[c].set_title(title, fontsize=9)
+            _image_panel(axes.pop(0), flow_to_rgb(flow, max_flow=radius), _flow_title(name, flow, row, gt, valid))
         if has_gt:
-            ax = axes[ncols - 1]
-            if gt is not None:
-                rgb = flow_to_rgb(gt, max_flow=radius)
-                rgb[~mask] = 0  # no ground truth: black
-                ax.imshow(rgb)
-                ax.set_title("ground truth" + ("" if mask.all() else "\n(black: no GT)"), fontsize=9)
-            else:
-                ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
-        for ax in axes[:-1]:
-            hide_ticks(ax)
-        add_flow_legend(axes[-1], radius)
+            _gt_panel(axes.pop(0), gt, mask, row.get("occlusion"), radius)
+        if error_of is not None:
+            _epe_map_panel(fig, axes.pop(0), row["flows"][error_of], gt, mask, error_of)
+        add_flow_legend(axes.pop(0), radius)
     return fig
 
+
+def _flow_title(name: str, flow, row: Mapping, gt, valid) -> str:
+    """`name` and, below it, the EPE in px: the row's given "epe"[name], else the mean over valid pixels against
+    `gt` (mcjepa.eval.flow_metrics), else nothing (no GT)."""
+    if name in row.get("epe", {}):
+        return f"{name}\nEPE {row['epe'][name]:.2f} px"
+    if gt is not None:
+        return f"{name}\nEPE {flow_metrics(flow, gt, valid)['epe']:.2f} px"
+    return name
+
+
+def _image_panel(ax, image, title: str) -> None:
+    """`image` ((H,W,3) RGB, float in [0,1] or uint8; None: an empty panel) titled, without ticks."""
+    if image is not None:
+        ax.imshow(image)
+    ax.set_title(title, fontsize=9)
+    hide_ticks(ax)
+
+
+def _gt_panel(ax, gt, mask, occlusion, radius: float) -> None:
+    """The GT flow (2,H,W) on the row's scale: black where `mask` (H,W) is False (no GT), OCCLUDED_SHADE of its
+    colour where `occlusion` (H,W) is True; None: "no ground truth"."""
+    if gt is None:
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
+        hide_ticks(ax)
+        return
+    rgb = flow_to_rgb(gt, max_flow=radius)
+    notes = []
+    if occlusion is not None:
+        shaded = rgb.astype(np.float32)
+        shaded[to_numpy(occlusion).astype(bool)] *= OCCLUDED_SHADE
+        rgb = shaded.astype(np.uint8)
+        notes.append("occluded darkened")
+    if not mask.all():
+        rgb[~mask] = 0
+        notes.append("black: no GT")
+    _image_panel(ax, rgb, "ground truth" + (f"\n({', '.join(notes)})" if notes else ""))
+
+
+def _epe_map_panel(fig: Figure, ax, flow, gt, mask, name: str) -> None:
+    """Per-pixel EPE (px) of `flow` against `gt` (2,H,W), NaN where `mask` (H,W) is False, colour bar to its 99th
+    percentile; gt None: "no ground truth"."""
+    if gt is None:
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
+    else:
+        err = np.where(mask, error_map(flow, gt), np.nan)
+        vmax = max(float(np.nanpercentile(err, 99)) if np.isfinite(err).any() else 1.0, 1e-3)
+        image = ax.imshow(err, cmap="magma", vmin=0, vmax=vmax)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="px")
+    ax.set_title(f"EPE map ({name})", fontsize=9)
+    hide_ticks(ax)
 
 
 def plot_flow_overlay(rows: Sequence[Mapping], max_flow: float | None = None, alpha: float = 0.55,
