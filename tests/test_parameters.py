@@ -174,7 +174,7 @@ TOGETHER_WITH = {"model.segmentation_classes": {"train.method": "supervised"}}  
 
 def test_hash_neutral_knobs_keep_the_run_hash_and_other_values_change_it():
     from mcjepa.config import HASH_NEUTRAL, identity, tiny
-    from mcjepa.experiments import config_hash
+    from mcjepa.config import config_hash
 
     base = tiny()
     assert HASH_NEUTRAL, "the table is exercised below"
