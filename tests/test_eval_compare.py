@@ -182,3 +182,18 @@ def test_results_table_figure_fits_long_labels():
     text_box = cells[(n_rows, 0)].get_text().get_window_extent(renderer)
     cell_box = cells[(n_rows, 0)].get_window_extent(renderer)
     assert text_box.x0 >= cell_box.x0 - 1 and text_box.x1 <= cell_box.x1 + 1  # the label fits its cell
+
+
+def test_classical_baselines_store_no_wall_time(monkeypatch):
+    """The notebooks commit these numbers: two calls give the same dict (no seconds_per_pair, which differs on
+    every run); the metrics are those of classical_flow_results."""
+    cfg = run_config("tiny", "m-jepa")
+    pytest.importorskip("cv2")
+    monkeypatch.setattr(compare, "flow_eval_dataset", lambda name, root, c: [
+        {"frame1": torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(i)),
+         "frame2": torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(i + 9)),
+         "flow": torch.ones(2, 24, 32)} for i in range(2)])
+    first = compare.classical_flow_baselines(cfg, ["embedded"])
+    assert first == compare.classical_flow_baselines(cfg, ["embedded"])
+    for per_dataset in first.values():
+        assert "seconds_per_pair" not in per_dataset["embedded"] and math.isfinite(per_dataset["embedded"]["epe"])

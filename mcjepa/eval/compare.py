@@ -135,10 +135,15 @@ def zero_flow_results(cfg: Config, datasets: Sequence[str], roots: Mapping | Non
 
 
 def classical_flow_baselines(cfg: Config, datasets: Sequence[str], roots: Mapping | None = None) -> dict:
-    """{method label: {dataset: metrics + seconds_per_pair}} of OpenCV's Farneback and DIS on the evaluation
-    pairs of each dataset: the methods a user would pick instead of a learned model. Needs the eval extra."""
+    """{method label: {dataset: metrics}} of OpenCV's Farneback and DIS on the evaluation pairs of each dataset:
+    the methods a user would pick instead of a learned model. Needs the eval extra.
+
+    Their wall time per pair is left out: the notebooks commit these numbers, and a time measured again would
+    change them on every run (benchmarks/bench_flow_quality.py times the methods side by side)."""
     roots = eval_roots(roots)
-    return classical_flow_results({name: flow_eval_dataset(name, roots.get(name), cfg) for name in datasets})
+    results = classical_flow_results({name: flow_eval_dataset(name, roots.get(name), cfg) for name in datasets})
+    return {method: {name: {k: v for k, v in metrics.items() if k != "seconds_per_pair"}
+                     for name, metrics in per_dataset.items()} for method, per_dataset in results.items()}
 
 
 def baseline_backbones() -> dict:

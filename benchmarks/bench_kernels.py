@@ -1,0 +1,174 @@
+"""The hand-written kernels of the flow loss and head, each beside its alternatives, timed in one run:
+
+    python benchmarks/bench_kernels.py [--threads 1] [--rounds 7]
+
+- census (soft Hamming distance of the census loss, `losses.census.SoftHamming`) at the tiny step's size
+  (both directions: 8 grey maps of 96x128, radius 3): the shipped loop over half the shifts (each opposite pair
+  of shifts computed once), the loop over every shift it replaced, and the direct unfold formula with autograd;
+- the flow head's convolutions at the tiny preset's pyramid, in the default (contiguous) memory layout and
+  in channels_last.
+
+Every variant runs forward + backward on the same inputs; the variants take turns within each round (so a busy
+neighbour slows all of them alike), and the table gives the median over rounds in milliseconds, with the
+largest difference of each variant's result from the first variant's (the same computation must give the same
+numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the kit
+
+from mcjepa.config import tiny  # noqa: E402
+from mcjepa.losses.census import SoftHamming, _soft_sign  # noqa: E402
+from mcjepa.models.flow_head import FlowHead  # noqa: E402
+
+
+class EveryShiftHamming(torch.autograd.Function):
+    """The census distance as shipped before: one pass per shift of the patch ((2r+1)^2 - 1 passes), the same
+    hand-written backward; the baseline of the half-shift loop."""
+
+    @staticmethod
+    def forward(ctx, grey, grey_rec, radius):
+        ctx.save_for_backward(grey, grey_rec)
+        ctx.radius = radius
+        height, width = grey.shape[-2:]
+        pad, pad_rec = F.pad(grey, [radius] * 4), F.pad(grey_rec, [radius] * 4)
+        distance = torch.zeros_like(grey)
+        for dy, dx in _every_shift(radius):
+            window = (..., slice(radius + dy, radius + dy + height), slice(radius + dx, radius + dx + width))
+            error_sq = (_soft_sign(pad[window] - grey) - _soft_sign(pad_rec[window] - grey_rec)).square_()
+            distance += error_sq / (0.1 + error_sq)
+        return distance
+
+    @staticmethod
+    def backward(ctx, grad_distance):
+        grey, grey_rec = ctx.saved_tensors
+        radius = ctx.radius
+        height, width = grey.shape[-2:]
+        pad, pad_rec = F.pad(grey, [radius] * 4), F.pad(grey_rec, [radius] * 4)
+        grad_pad = torch.zeros_like(pad_rec)
+        grad_centre = torch.zeros_like(grey_rec)
+        for dy, dx in _every_shift(radius):
+            window = (..., slice(radius + dy, radius + dy + height), slice(radius + dx, radius + dx + width))
+            d_rec = pad_rec[window] - grey_rec
+            denom_rec = 0.81 + d_rec * d_rec
+            error = _soft_sign(pad[window] - grey) - d_rec * torch.rsqrt(denom_rec)
+            grad_d = grad_distance * (-0.2 * error / (0.1 + error * error).square()) * (
+                0.81 * torch.rsqrt(denom_rec) / denom_rec)
+            grad_pad[window] += grad_d
+            grad_centre -= grad_d
+        return None, grad_pad[..., radius:radius + height, radius:radius + width] + grad_centre, None
+
+
+def _every_shift(radius: int):
+    span = range(-radius, radius + 1)
+    return [(dy, dx) for dy in span for dx in span if (dy, dx) != (0, 0)]
+
+
+def unfold_hamming(grey, grey_rec, radius):
+    """The same distance from unfolded patches ((2r+1)^2 x the image in memory), autograd's backward."""
+    size = 2 * radius + 1
+
+    def signs(g):
+        patches = F.unfold(g, size, padding=radius).view(g.shape[0], size * size, *g.shape[-2:])
+        return _soft_sign(patches - g)
+
+    error_sq = (signs(grey) - signs(grey_rec)).square()
+    return (error_sq / (0.1 + error_sq)).sum(dim=1, keepdim=True)
+
+
+def census_variants(batch: int, size: tuple[int, int], radius: int):
+    """(name, fn) pairs; fn() returns (distance, gradient of the reconstruction) for fixed random inputs."""
+    g = torch.Generator().manual_seed(0)
+    grey = 255 * torch.rand(batch, 1, *size, generator=g)
+    grey_rec = (grey + 20 * torch.randn(grey.shape, generator=g)).requires_grad_()
+    weight = torch.rand(grey.shape, generator=g)
+
+    def run(distance_fn):
+        def fn():
+            distance = distance_fn(grey, grey_rec, radius)
+            (grad,) = torch.autograd.grad((distance * weight).sum(), grey_rec)
+            return distance.detach(), grad
+        return fn
+
+    return [("half the shifts (shipped)", run(SoftHamming.apply)),
+            ("every shift (before)", run(EveryShiftHamming.apply)),
+            ("unfold + autograd", run(unfold_hamming))]
+
+
+def flow_head_variants(pairs: int, crop: tuple[int, int]):
+    """The tiny flow head on random pyramids (both directions: batch 2 * pairs), contiguous vs channels_last."""
+    cfg = tiny().model
+    channels_by_stride = dict(zip((2, 4, 8, 16, 32), (cfg.encoder.stem_dim,) + tuple(cfg.encoder.dims)))
+    channels = tuple(channels_by_stride[s] for s in cfg.flow.strides)
+    torch.manual_seed(0)
+    head = FlowHead(cfg.flow, channels)
+    shapes = [(2 * pairs, c, crop[0] // s, crop[1] // s) for c, s in zip(channels, cfg.flow.strides)]
+    g = torch.Generator().manual_seed(1)
+    pyramids = [[torch.randn(shape, generator=g) for shape in shapes] for _ in range(2)]
+
+    def run(layout):
+        model = FlowHead(cfg.flow, channels)
+        model.load_state_dict(head.state_dict())
+        model = model.to(memory_format=layout)
+        f1, f2 = ([x.contiguous(memory_format=layout).requires_grad_() for x in p] for p in pyramids)
+
+        def fn():
+            flows = model(f1, f2)
+            loss = sum(flow.square().mean() for flow in flows)
+            grads = torch.autograd.grad(loss, f1[-1:])
+            return flows[-1].detach().contiguous(), grads[0].contiguous()
+        return fn
+
+    return [("contiguous (shipped)", run(torch.contiguous_format)), ("channels_last", run(torch.channels_last))]
+
+
+def time_variants(variants, rounds: int) -> list[tuple[str, float, float]]:
+    """(name, median ms, max |difference| from the first variant's outputs) over `rounds` interleaved rounds."""
+    outputs = [fn() for _, fn in variants]  # warm-up, and the outputs compared
+    times = {name: [] for name, _ in variants}
+    for _ in range(rounds):
+        for name, fn in variants:
+            start = time.perf_counter()
+            fn()
+            times[name].append(1e3 * (time.perf_counter() - start))
+    rows = []
+    for (name, _), out in zip(variants, outputs):
+        diff = max(float((a - b).abs().max()) for a, b in zip(out, outputs[0]))
+        rows.append((name, statistics.median(times[name]), diff))
+    return rows
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    base = rows[0][1]
+    print(f"\n{title}\n| variant | ms (fwd + bwd) | vs the first | max abs difference |\n|---|---|---|---|")
+    for name, ms, diff in rows:
+        print(f"| {name} | {ms:.1f} | {ms / base:.2f}x | {diff:.2g} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = tiny()
+    pairs, crop = cfg.train.batch_size, tuple(cfg.data.crop)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {args.rounds} rounds")
+    print_table(f"census distance, {2 * pairs} grey maps of {crop[0]}x{crop[1]}, radius {cfg.loss.census_radius}",
+                time_variants(census_variants(2 * pairs, crop, cfg.loss.census_radius), args.rounds))
+    print_table(f"flow head of the tiny preset, {pairs} pairs both ways at {crop[0]}x{crop[1]}",
+                time_variants(flow_head_variants(pairs, crop), args.rounds))
+
+
+if __name__ == "__main__":
+    main()
