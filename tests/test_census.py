@@ -40,6 +40,32 @@ def test_census_matches_unfold_reference_value_and_gradient(radius):
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("radius", [1, 3])
+def test_soft_hamming_equals_the_per_shift_sum_at_every_pixel(radius):
+    """The half-shift loop against the distance summed over every shift by a plain loop, border pixels included
+    (zero padding outside), value and gradient (a weighted sum, so that every pixel's gradient counts)."""
+    gen = torch.Generator().manual_seed(radius)
+    grey = 255 * torch.rand(2, 1, 9, 11, generator=gen, dtype=torch.float64)
+    grey_rec = (255 * torch.rand(2, 1, 9, 11, generator=gen, dtype=torch.float64)).requires_grad_()
+    weight = torch.rand(2, 1, 9, 11, generator=gen, dtype=torch.float64)
+
+    def per_shift(g, g_rec):
+        pad, pad_rec, total = F.pad(g, [radius] * 4), F.pad(g_rec, [radius] * 4), torch.zeros_like(g)
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                window = (..., slice(radius + dy, radius + dy + 9), slice(radius + dx, radius + dx + 11))
+                d, d_rec = pad[window] - g, pad_rec[window] - g_rec
+                e = d / torch.sqrt(0.81 + d ** 2) - d_rec / torch.sqrt(0.81 + d_rec ** 2)
+                total = total + e ** 2 / (0.1 + e ** 2)
+        return total
+
+    ours, ref = SoftHamming.apply(grey, grey_rec, radius), per_shift(grey, grey_rec)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    (grad_ours,) = torch.autograd.grad((ours * weight).sum(), grey_rec)
+    (grad_ref,) = torch.autograd.grad((ref * weight).sum(), grey_rec)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-10, atol=1e-12)
+
+
 def test_soft_hamming_gradcheck():
     gen = torch.Generator().manual_seed(0)
     grey = torch.rand(1, 1, 6, 7, generator=gen, dtype=torch.float64) * 10
