@@ -154,8 +154,9 @@ class DataConfig:
     # training pairs only; 0 = same as embedded_max_translation
     embedded_train_max_translation: float = knob(0.0, (lambda v: v >= 0, ">= 0 (0: same as embedded_max_translation)"))
     # "class": each class its own photo | "scene": one photo for every layer of a scene, background included
-    # (camouflage: only outline and motion tell objects apart; data.synthetic_scene)
-    embedded_textures: str = knob("class", choice("class", "scene"), neutral=True)
+    # (camouflage: only outline and motion tell objects apart) | "texture": each class its own photo, in grey
+    # with its low frequencies removed (no colour cue; data.synthetic_scene)
+    embedded_textures: str = knob("class", choice("class", "scene", "texture"), neutral=True)
     seed: int = knob(0, NON_NEGATIVE)
     # the image stream's batch order is seeded by seed + this (the pairs': seed) frame-pair augmentation
     # (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)

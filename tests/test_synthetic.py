@@ -12,12 +12,13 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mcjepa.data.synthetic import (CLASS_NAMES, Layer, SceneConfig, SyntheticFlowPairs, SyntheticSequences,
                                    SyntheticStills, derive_seed, render_pair, render_sequence, render_still)
 from mcjepa.data.synthetic_export import export_davis, export_flyingchairs
 from mcjepa.data.synthetic_render import render_layers
-from mcjepa.data.synthetic_scene import sample_scene
+from mcjepa.data.synthetic_scene import HIGHPASS_STD, class_texture, sample_scene
 from mcjepa.models.warp import warp
 
 SMALL = SceneConfig(height=32, width=48)
@@ -340,6 +341,25 @@ def test_camouflage_takes_the_class_information_out_of_colour():
     of a scene (camouflage) it is near chance (1/5 for the five shapes)."""
     assert _colour_classifier_accuracy("class") > 0.6
     assert _colour_classifier_accuracy("scene") < 0.4
+
+
+def test_texture_mode_leaves_only_texture():
+    """"texture": grey photos less their low frequencies, so neither a pixel's colour (near chance, 1/5) nor
+    the stride-8 average brightness that the raw-colour floor reads (its spread a third of the class mode's or
+    less) tells the classes apart; each class keeps its own photo, in grey around 0.5."""
+    assert _colour_classifier_accuracy("texture") < 0.4
+
+    def pooled_spread(textures):
+        images = torch.stack([render_still(i, SceneConfig(textures=textures))["image"] for i in range(8)])
+        return F.avg_pool2d(images, 8).std().item()
+
+    assert pooled_spread("texture") < pooled_spread("class") / 3
+    cfg = SceneConfig(textures="texture")
+    textures = [class_texture(c, cfg) for c in range(1, len(CLASS_NAMES))]
+    for texture in textures:
+        assert torch.equal(texture[0], texture[1]) and torch.equal(texture[1], texture[2])  # grey
+        assert abs(texture.mean().item() - 0.5) < 0.01 and 0.05 < texture.std().item() <= HIGHPASS_STD
+    assert all(not torch.equal(a, b) for a, b in zip(textures, textures[1:]))  # a photo per class
 
 
 def test_texture_modes_draw_from_their_pools():

@@ -14,13 +14,16 @@ Textures are photos shipped in scikit-image's wheel (`skimage.data`), loaded onc
 that their short side is `texture_scale * min(H, W)` (so images scale with (height, width)) and pre-blurred
 by a Gaussian of `texture_blur_sigma` texels, which keeps bilinear re-sampling close to exact (brightness
 constancy of the ground-truth flow holds up to a small interpolation error).
-Two texture modes (`SceneConfig.textures`):
+Three texture modes (`SceneConfig.textures`):
 - "class" (the default): each object class has its own shape and its own photo (grey photos get a class
   colour), so classes are linearly separable from local appearance (colour alone places them);
 - "scene" (camouflage): every layer of a scene, the background included, carries the same photo (drawn per
   scene from `SHARED_TEXTURES`, at its own offset), so appearance carries no class information: only an
   object's outline (a texture discontinuity) and, in video, its motion tell it from the background and from
-  the other objects. README ("Content evaluations") has what the instruments measure on it.
+  the other objects. README ("Content evaluations") has what the instruments measure on it;
+- "texture": each class keeps its photo, but every photo (background too) is grey, less its Gaussian blur of
+  `HIGHPASS_SIGMA` texels, at the contrast `HIGHPASS_STD` around 0.5, so that neither colour nor the local
+  mean brightness tells a class: only texture, outline and motion do (README, "Content evaluations").
 """
 
 from __future__ import annotations
@@ -48,7 +51,11 @@ BACKGROUND_PHOTOS: tuple[str, ...] = ("astronaut", "rocket", "camera", "coins")
 # The pool of the "scene" mode: (photo, tint) of every object class and every background photo.
 SHARED_TEXTURES: tuple[tuple[str, tuple[float, float, float] | None], ...] = (
     tuple((photo, tint) for _, _, photo, tint in CLASS_TABLE[1:]) + tuple((photo, None) for photo in BACKGROUND_PHOTOS))
-TEXTURE_MODES = ("class", "scene")
+TEXTURE_MODES = ("class", "scene", "texture")
+# "texture" mode: grey photos, their low frequencies (a Gaussian of this many texels) removed and their contrast
+# set to this standard deviation around mid-grey
+HIGHPASS_SIGMA = 3.0
+HIGHPASS_STD = 0.15
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class SceneConfig:
     object_radius_range: tuple[float, float] = (0.10, 0.20)
     texture_scale: float = 3.0
     texture_blur_sigma: float = 1.0
-    textures: str = "class"  # "class" | "scene" (module docstring)
+    textures: str = "class"  # "class" | "scene" | "texture" (module docstring)
 
     def __post_init__(self):
         if self.height < 8 or self.width < 8:
@@ -137,10 +144,12 @@ def load_photo(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=128)
 def photo_texture(name: str, short_side: int, blur_sigma: float,
-                  tint: tuple[float, float, float] | None = None) -> torch.Tensor:
+                  tint: tuple[float, float, float] | None = None, highpass: bool = False) -> torch.Tensor:
     """(3, h, w) float32 texture: photo resized to `short_side`, tinted (grey photos), Gaussian-blurred. Cached.
 
     tint: RGB multipliers for a grey photo, rgb = 0.1 + 0.9 * grey * tint.
+    highpass: the "texture" mode: the photo in grey, less its Gaussian blur of `HIGHPASS_SIGMA` texels, scaled
+        to a standard deviation of `HIGHPASS_STD` around 0.5 (the tint is ignored).
     """
     from scipy.ndimage import gaussian_filter
     from skimage.transform import resize
@@ -149,7 +158,11 @@ def photo_texture(name: str, short_side: int, blur_sigma: float,
     factor = short_side / min(photo.shape[:2])
     size = (max(1, round(photo.shape[0] * factor)), max(1, round(photo.shape[1] * factor)))
     image = resize(photo, size, order=1, anti_aliasing=factor < 1).astype(np.float32)
-    if tint is not None:
+    if highpass:
+        grey = image.mean(axis=2, keepdims=True)
+        detail = grey - gaussian_filter(grey, sigma=(HIGHPASS_SIGMA, HIGHPASS_SIGMA, 0), mode="reflect")
+        image = np.repeat(0.5 + HIGHPASS_STD * detail / max(float(detail.std()), 1e-6), 3, axis=2)
+    elif tint is not None:
         image = 0.1 + 0.9 * image.mean(axis=2, keepdims=True) * np.asarray(tint, dtype=np.float32)
     if blur_sigma > 0:
         image = gaussian_filter(image, sigma=(blur_sigma, blur_sigma, 0), mode="reflect")
@@ -163,7 +176,7 @@ def class_texture(class_id: int, cfg: SceneConfig) -> torch.Tensor:
     """(3, h, w) texture of object class `class_id` (1..num_classes-1) at the scale of `cfg`."""
     _, _, photo, tint = CLASS_TABLE[class_id]
     short_side = max(16, round(cfg.texture_scale * min(cfg.height, cfg.width)))
-    return photo_texture(photo, short_side, cfg.texture_blur_sigma, tint)
+    return photo_texture(photo, short_side, cfg.texture_blur_sigma, tint, highpass=cfg.textures == "texture")
 
 
 def scene_texture(rng: np.random.Generator, cfg: SceneConfig) -> torch.Tensor:
@@ -202,7 +215,8 @@ def sample_scene(rng: np.random.Generator, num_frames: int, cfg: SceneConfig) ->
         texture = shared = scene_texture(rng, cfg)
     else:
         photo = BACKGROUND_PHOTOS[rng.integers(len(BACKGROUND_PHOTOS))]
-        texture = photo_texture(photo, max(16, math.ceil(1.5 * diagonal)), cfg.texture_blur_sigma, None)
+        texture = photo_texture(photo, max(16, math.ceil(1.5 * diagonal)), cfg.texture_blur_sigma, None,
+                                highpass=cfg.textures == "texture")
     tex_h, tex_w = texture.shape[-2:]
     half = diagonal / 2.0
     texture_center = (rng.uniform(min(half, tex_w / 2), max(tex_w - half, tex_w / 2)),
