@@ -5,8 +5,14 @@
 - census (soft Hamming distance of the census loss, `losses.census.SoftHamming`) at the tiny step's size
   (both directions: 8 grey maps of 96x128, radius 3): the shipped loop over half the shifts (each opposite pair
   of shifts computed once), the loop over every shift it replaced, and the direct unfold formula with autograd;
+- convex upsampling of the finest flow (`models.upsample.ConvexUpsampler`, x4 from the tiny stride-4 level):
+  the shipped product per flow component against the one broadcast product over (B, 2, 9, f, f, h, w) it
+  replaced;
 - the flow head's convolutions at the tiny preset's pyramid, in the default (contiguous) memory layout and
   in channels_last.
+
+`before_kernels()` swaps the replaced versions (every-shift census, broadcast convex upsampling) into the kit,
+so that `bench_train.py --kernels-before` times the whole training step with them in the same run.
 
 Every variant runs forward + backward on the same inputs; the variants take turns within each round (so a busy
 neighbour slows all of them alike), and the table gives the median over rounds in milliseconds, with the
@@ -17,6 +23,7 @@ numbers).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -27,9 +34,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the kit
 
+from einops import rearrange  # noqa: E402
+
 from mcjepa.config import tiny  # noqa: E402
+from mcjepa.losses import census  # noqa: E402
 from mcjepa.losses.census import SoftHamming, _soft_sign  # noqa: E402
 from mcjepa.models.flow_head import FlowHead  # noqa: E402
+from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
+from mcjepa.models.upsample import ConvexUpsampler  # noqa: E402
 
 
 class EveryShiftHamming(torch.autograd.Function):
@@ -105,6 +117,51 @@ def census_variants(batch: int, size: tuple[int, int], radius: int):
             ("unfold + autograd", run(unfold_hamming))]
 
 
+def broadcast_convex_forward(self, features, flow):
+    """`ConvexUpsampler.forward` as shipped before: one broadcast product over (B, 2, 9, f, f, h, w)."""
+    f = self.factor
+    logits = 0.25 * self.mask(torch.cat([features, flow], dim=1))
+    weights = rearrange(logits, "b (k fy fx) h w -> b 1 k fy fx h w", k=9, fy=f, fx=f).softmax(dim=2)
+    neighbours = rearrange(F.unfold(f * flow, 3, padding=1), "b (c k) (h w) -> b c k 1 1 h w", c=2, k=9,
+                           h=flow.shape[-2])
+    return rearrange((weights * neighbours).sum(dim=2), "b c fy fx h w -> b c (h fy) (w fx)")
+
+
+@contextlib.contextmanager
+def before_kernels():
+    """The kit with the kernels these replaced: the every-shift census loop, the broadcast convex upsampling."""
+    shipped_census, shipped_forward = census.SoftHamming, ConvexUpsampler.forward
+    census.SoftHamming, ConvexUpsampler.forward = EveryShiftHamming, broadcast_convex_forward
+    try:
+        yield
+    finally:
+        census.SoftHamming, ConvexUpsampler.forward = shipped_census, shipped_forward
+
+
+def convex_variants(pairs: int, crop: tuple[int, int]):
+    """The tiny preset's convex upsampler (x4 from the stride-4 level, both directions) on random inputs."""
+    torch.manual_seed(0)
+    upsampler = MCJEPA(tiny().model).upsampler  # built as the tiny model builds it
+    if upsampler is None:
+        raise ValueError("the tiny preset does not upsample its flow with ConvexUpsampler")
+    channels, factor = upsampler.mask[0].in_channels - 2, upsampler.factor
+    torch.nn.init.normal_(upsampler.mask[-1].weight, std=0.1)  # trained-like, not the uniform start
+    g = torch.Generator().manual_seed(2)
+    size = (crop[0] // factor, crop[1] // factor)
+    features = torch.randn(2 * pairs, channels, *size, generator=g)
+    flow = torch.randn(2 * pairs, 2, *size, generator=g).requires_grad_()
+
+    def run(forward):
+        def fn():
+            up = forward(upsampler, features, flow)
+            (grad,) = torch.autograd.grad(up.square().mean(), flow)
+            return up.detach(), grad
+        return fn
+
+    return [("per flow component (shipped)", run(ConvexUpsampler.forward)),
+            ("one broadcast product (before)", run(broadcast_convex_forward))]
+
+
 def flow_head_variants(pairs: int, crop: tuple[int, int]):
     """The tiny flow head on random pyramids (both directions: batch 2 * pairs), contiguous vs channels_last."""
     cfg = tiny().model
@@ -166,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), median of {args.rounds} rounds")
     print_table(f"census distance, {2 * pairs} grey maps of {crop[0]}x{crop[1]}, radius {cfg.loss.census_radius}",
                 time_variants(census_variants(2 * pairs, crop, cfg.loss.census_radius), args.rounds))
+    print_table(f"convex upsampling of the tiny finest flow to the image, {pairs} pairs both ways",
+                time_variants(convex_variants(pairs, crop), args.rounds))
     print_table(f"flow head of the tiny preset, {pairs} pairs both ways at {crop[0]}x{crop[1]}",
                 time_variants(flow_head_variants(pairs, crop), args.rounds))
 

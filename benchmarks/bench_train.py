@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure each preset with these config overrides, in the same run (a second row, "
                              "e.g. the previous recipe's loss.occlusion_method=fb beside the current one)")
+    parser.add_argument("--kernels-before", action="store_true",
+                        help="also measure each preset with the kernels the current ones replaced (the every-shift "
+                             "census loop, the broadcast convex upsampling: bench_kernels.before_kernels), in the "
+                             "same run (a row marked <)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
     parser.add_argument("--amp", choices=["none", "bf16"], default=None,
                         help="bf16 autocast on CUDA (default: bf16 on CUDA, none on CPU)")
@@ -296,9 +300,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.set:
             rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images, args.set),
                          "preset": f"{name}*"})
+        if args.kernels_before:
+            from bench_kernels import before_kernels
+
+            with before_kernels():
+                rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images),
+                             "preset": f"{name}<"})
     print_table(rows, peak, note)
     if args.set:
         print(f"* with {' '.join(args.set)}")
+    if args.kernels_before:
+        print("< with the kernels the current ones replaced (every-shift census, broadcast convex upsampling)")
     return rows
 
 
