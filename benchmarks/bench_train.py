@@ -34,6 +34,8 @@ from mcjepa.config import Config, apply_overrides, preset  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
 from mcjepa.train.trainer import Objective  # noqa: E402
 
+from bench_kernels import before_kernels  # noqa: E402  (beside this script)
+
 aten = torch.ops.aten
 
 
@@ -301,8 +303,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images, args.set),
                          "preset": f"{name}*"})
         if args.kernels_before:
-            from bench_kernels import before_kernels
-
             with before_kernels():
                 rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images),
                              "preset": f"{name}<"})

@@ -79,7 +79,7 @@ class SoftHamming(torch.autograd.Function):
         r = ctx.radius
         height, width = grey.shape[-2:]
         pad, pad_rec = F.pad(grey, [2 * r] * 4), F.pad(grey_rec, [2 * r] * 4)
-        grad_pad = F.pad(grad_distance, [2 * r] * 4)  # dL/dD, zero outside the image
+        grad_padded = F.pad(grad_distance, [2 * r] * 4)  # dL/dD, zero outside the image
         grown = (..., slice(r, r + height + 2 * r), slice(r, r + width + 2 * r))
         grad_rec = torch.zeros_like(pad_rec)  # dL/dg' on the grid padded by 2r
         for dy, dx in _half_shifts(r):
@@ -88,7 +88,7 @@ class SoftHamming(torch.autograd.Function):
             denom_rec = 0.81 + d_rec * d_rec
             error = _soft_sign(pad[moved] - pad[grown]) - d_rec * torch.rsqrt(denom_rec)
             # dL/dc_k(z) = dL/dD(z) + dL/dD(z + k); dc/dt' = -0.2 e / (0.1 + e^2)^2; dt'/dd' = 0.81 / (0.81 + d'^2)^1.5
-            grad_d = (grad_pad[grown] + grad_pad[moved]) * (-0.2 * error / (0.1 + error * error).square()) * (
+            grad_d = (grad_padded[grown] + grad_padded[moved]) * (-0.2 * error / (0.1 + error * error).square()) * (
                 0.81 * torch.rsqrt(denom_rec) / denom_rec)
             grad_rec[moved] += grad_d  # d' = g'(z + k) - g'(z)
             grad_rec[grown] -= grad_d
