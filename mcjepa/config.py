@@ -157,6 +157,9 @@ class DataConfig:
     # (camouflage: only outline and motion tell objects apart) | "texture": each class its own photo, in grey
     # with its low frequencies removed (no colour cue; data.synthetic_scene)
     embedded_textures: str = knob("class", choice("class", "scene", "texture"), neutral=True)
+    # the object classes' photos are resized to a short side of this many times min(H, W): smaller = more texture
+    # periods inside an object (data.synthetic_scene)
+    embedded_texture_scale: float = knob(3.0, POSITIVE, neutral=True)
     seed: int = knob(0, NON_NEGATIVE)
     # the image stream's batch order is seeded by seed + this (the pairs': seed) frame-pair augmentation
     # (mcjepa.data.augment.FlowAugment; no crop, no scaling: the flow losses need none)
@@ -168,6 +171,9 @@ class DataConfig:
     # VICReg views (VICRegAugConfig): "paper" | "tiny" (crops >= 25 % of the area, blur sigma <= 1 px) | "auto": "tiny"
     # when the views are smaller than 128 px, else "paper"
     view_augment: str = knob("auto", choice("auto", "tiny", "paper"), neutral=True)
+    # the supervised ceiling's stills: "none" (crop and flip only) | "views" (also the VICReg views' colour jitter and
+    # grayscale, data.augment.ColourViews)
+    supervised_colour: str = knob("none", choice("none", "views"), neutral=True)
     # frames decoded per "video:NAME" training video (mcjepa.data.video); 0 = all
     video_max_frames: int = knob(0, (lambda v: v >= 0, ">= 0 (0: every frame)"), neutral=True)
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcjepa.data.augment import FlowAugment, VICRegAugConfig, VICRegViews, blur_kernel_size, step_seed
+from mcjepa.data.augment import (ColourViews, FlowAugment, VICRegAugConfig, VICRegViews, blur_kernel_size,
+                                 step_seed)
 from mcjepa.models.warp import inside_image_mask, warp
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -193,6 +194,25 @@ def test_vicreg_view1_always_blurred_view2_rarely():
     contrast1 = (view1 - 0.5).abs().amax(dim=(1, 2, 3))
     assert (contrast1 < 0.3).all()  # sigma 1 blur of a 1-px checkerboard nearly flattens it
     assert ((view2 - images).abs().amax(dim=(1, 2, 3)) < 1e-6).sum() >= 4  # p 0.1: most untouched
+
+
+def test_colour_views_change_colour_per_image_and_never_move_a_pixel():
+    images = smooth_texture(4, 16, 20)
+    colour = ColourViews(VICRegAugConfig(jitter_p=1.0, grayscale_p=0.0))
+    out = colour(images, seed=3)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, colour(images, seed=3)) and not torch.equal(out, colour(images, seed=4))
+    changes = (out - images).abs().mean(dim=(1, 2, 3))
+    assert (changes > 0.01).all() and changes.max() - changes.min() > 0.005  # every image, each its own draw
+    # colour only: shuffling the pixels before or after gives the same images (no crop, flip or blur)
+    order = torch.randperm(16 * 20, generator=torch.Generator().manual_seed(0))
+    shuffle = lambda x: x.flatten(2)[:, :, order].view_as(x)  # noqa: E731
+    torch.testing.assert_close(colour(shuffle(images), seed=3), shuffle(out), atol=1e-5, rtol=0)
+    grey = ColourViews(VICRegAugConfig(jitter_p=0.0, grayscale_p=1.0))(images, seed=0)
+    torch.testing.assert_close(grey[:, 0], grey[:, 2], atol=1e-6, rtol=0)
+    assert torch.equal(ColourViews(VICRegAugConfig(jitter_p=0.0, grayscale_p=0.0))(images, seed=0), images)
+    with pytest.raises(ValueError, match="ColourViews"):
+        colour(images[:, :2])
 
 
 def test_blur_kernel_size_rule():

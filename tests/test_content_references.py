@@ -154,6 +154,42 @@ def test_supervised_training_lowers_the_cross_entropy(tmp_path):
     assert set(evaluated) == {"segmentation"}
 
 
+@pytest.mark.parametrize("colour", ["none", "views"])
+def test_supervised_colour_views_reach_the_ceiling_stills_only_when_asked(tmp_path, monkeypatch, colour):
+    from mcjepa.data.augment import ColourViews
+    from mcjepa.train import trainer
+
+    calls = []
+
+    class Recording(ColourViews):
+        def forward(self, images, seed=None, generator=None):
+            out = super().forward(images, seed=seed, generator=generator)
+            calls.append((tuple(images.shape), seed, (out - images).abs().mean().item()))
+            return out
+
+    monkeypatch.setattr(trainer, "ColourViews", Recording)
+    cfg = apply_overrides(for_method(tiny(), "supervised"),
+                          {"train.epochs": 1, "train.steps_per_epoch": 2, "train.image_batch_size": 4,
+                           "data.embedded_pairs": 8, "data.supervised_colour": colour})
+    trainer.train(cfg, tmp_path / "run", progress=False)
+    if colour == "none":
+        assert calls == []
+    else:
+        assert [shape for shape, _, _ in calls] == [(4, 3, 64, 64)] * 2
+        assert calls[0][1] != calls[1][1] and all(change > 0 for _, _, change in calls)
+
+
+def test_embedded_texture_scale_reaches_the_generated_scenes():
+    from mcjepa.data.registry import embedded_scene
+    from mcjepa.data.synthetic import render_still
+
+    data = apply_overrides(tiny(), {"data.embedded_texture_scale": 0.6, "data.embedded_textures": "texture"}).data
+    scene = embedded_scene(data)
+    assert scene.texture_scale == 0.6 and embedded_scene(tiny().data).texture_scale == 3.0
+    assert not torch.equal(render_still(5, scene)["image"], render_still(5, embedded_scene(
+        apply_overrides(tiny(), {"data.embedded_textures": "texture"}).data))["image"])
+
+
 def test_add_range_fraction_per_dataset_and_the_no_network_backbone():
     from mcjepa.eval.compare import add_range_fraction, paper_table_rows
 

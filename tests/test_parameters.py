@@ -168,7 +168,8 @@ def test_torn_json_results_are_named_and_a_torn_done_marker_resumes(tmp_path):
     assert experiments.is_finished(tmp_path, cfg)
 
 
-VALID_OTHER = {"data.embedded_textures": "scene", "loss.supervised_class_weights": "none"}
+VALID_OTHER = {"data.embedded_textures": "scene", "loss.supervised_class_weights": "none",
+               "data.supervised_colour": "views"}
 TOGETHER_WITH = {"model.segmentation_classes": {"train.method": "supervised"}}  # valid only with its method
 
 

@@ -180,6 +180,26 @@ class VICRegViews(nn.Module):
         return view1, view2
 
 
+class ColourViews(nn.Module):
+    """The colour part of the VICReg views, per image, without geometry: images (B, 3, H, W) in [0, 1] ->
+    (B, 3, H, W), ColorJitter(`jitter`) with p `jitter_p`, then grayscale with p `grayscale_p` (`VICRegAugConfig`).
+
+    The supervised ceiling's photometric augmentation (`data.supervised_colour`): without it, the ceiling's
+    features lean on the class colours of the embedded stills, and label propagation under a change of
+    lighting between frames falls below the raw-colour floor (README, "Content evaluations")."""
+
+    def __init__(self, config: VICRegAugConfig | None = None):
+        super().__init__()
+        c = config or VICRegAugConfig()
+        self.pipeline = nn.Sequential(K.ColorJitter(*c.jitter, p=c.jitter_p), K.RandomGrayscale(p=c.grayscale_p))
+
+    def forward(self, images: torch.Tensor, seed: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_images(images, "ColourViews")
+        with seeded(seed, generator, images.device):
+            return self.pipeline(images).clamp(0.0, 1.0)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Flow-consistent augmentation
 # ----------------------------------------------------------------------------------------------------------

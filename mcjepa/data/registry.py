@@ -58,7 +58,7 @@ def embedded_scene(cfg: DataConfig, split: str = "test"):
     if split == "train" and cfg.embedded_train_max_translation > 0:
         translation = cfg.embedded_train_max_translation
     return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation,
-                       textures=cfg.embedded_textures)
+                       textures=cfg.embedded_textures, texture_scale=cfg.embedded_texture_scale)
 
 
 def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: bool = False) -> Dataset:

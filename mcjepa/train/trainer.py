@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import Config, DataConfig, from_dict, identity, to_dict, validate
-from ..data.augment import FlowAugment, VICRegAugConfig, VICRegViews, step_seed
+from ..data.augment import ColourViews, FlowAugment, VICRegAugConfig, VICRegViews, step_seed
 from ..data.registry import (collate_images, collate_labelled, collate_pairs, flow_dataset, flow_mix, image_dataset,
                              labelled_stills, parse_mix)
 from ..eval.flow_metrics import evaluate_flow_dataset
@@ -375,6 +375,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     flow_iter, image_iter = data_streams(cfg, start, total, rank, world)
     announce(cfg, device, world)
     flow_augment, views_fn = augmenters(cfg.data)
+    colour_fn = ColourViews(views_fn.config) if cfg.data.supervised_colour == "views" else None
     val_pairs = held_out_pairs(cfg) if eval_every and flow_iter is not None and is_main() else None
     log = open_run_folder(out_dir, cfg, resume, start)
     if rng is not None:  # building the loaders above drew from the global RNG: restore the saved state now
@@ -397,6 +398,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             frames = {k: batch[k].to(device, non_blocking=True) for k in ("frame1", "frame2")}
         if use_ssl and cfg.train.method == "supervised":
             images, labels = collate_labelled(stills, cfg.data.image_size, generator)
+            if colour_fn is not None:
+                images = colour_fn(images, seed=step_seed(seed + cfg.train.views_seed_offset, draw))
             labelled = (images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
         elif use_ssl:
             base = collate_images(stills, cfg.data.image_base, generator).to(device, non_blocking=True)
