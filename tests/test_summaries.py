@@ -20,7 +20,7 @@ def test_describe_run_states_the_schedule_data_model_and_losses_of_each_method()
     assert m_jepa[0] == "m-jepa: 1 epoch(s) x 4 steps = 4 steps, seed 0"
     assert m_jepa[1] == "flow: 4 frame pairs per step, 96x128 crops of embedded (2048 generated pairs, max 16 px/frame)"
     assert m_jepa[3] == "flow loss: census 1, smoothness 50 (order 1, flow level), regression 0.1, cycle 0.1, vc 0.1"
-    assert m_jepa[4] == "occlusion: range (threshold 0.5) from epoch 0 of the flow"
+    assert m_jepa[4] == "occlusion: range (threshold 0.8) from epoch 0 of the flow"
     assert not any(line.startswith(("flow", "occlusion")) for line in vicreg)  # VICReg trains no flow
     assert vicreg[-1] == "optimizer: lr 0.0003 encoder, weight decay 0.0001, warmup 0.25 epoch(s), grad clip 1"
     assert "flow: 4 frame pairs per step, from epoch 1, 96x128" in mc_jepa[1]
