@@ -44,16 +44,22 @@ RANGE = {**PREVIOUS, "loss.occlusion_method": "range", "loss.occlusion_start_epo
          "loss.occlusion_max_fraction": 0.5, "train.max_occluded_fraction": 0.99}
 CONVEX = {**RANGE, "model.flow.upsample": "convex"}
 SMOOTH = {**CONVEX, "loss.smooth_level": "flow", "loss.smooth_alpha": 150.0}
-# label -> (method, overrides of tiny()); the recipe (tiny() itself) is SMOOTH with the range threshold at 0.5
+HALF = {"loss.occlusion_range_threshold": 0.5}
+# label -> (method, overrides of tiny()); the recipe (tiny() itself) is SMOOTH with the range threshold at 0.8
 LEVERS = {
     "M-JEPA, previous recipe (fb check from epoch 5)": ("m-jepa", PREVIOUS),
     "M-JEPA, range map from step 0 (threshold 0.2)": ("m-jepa", RANGE),
     "M-JEPA, + convex upsampling": ("m-jepa", CONVEX),
     "M-JEPA, + smoothness at the flow level, edge weight 150": ("m-jepa", SMOOTH),
     "M-JEPA, the same, 4x the steps": ("m-jepa", {**SMOOTH, "train.epochs": 40}),
-    "M-JEPA, recipe (range threshold 0.5)": ("m-jepa", {}),
-    "MC-JEPA, recipe": ("mc-jepa", {}),
-    "MC-JEPA, recipe, 2x the steps": ("mc-jepa", {"train.epochs": 20}),
+    "M-JEPA, range threshold 0.5": ("m-jepa", HALF),
+    "M-JEPA, range threshold 0.5, 2x the steps": ("m-jepa", {**HALF, "train.epochs": 20}),
+    "M-JEPA, recipe (range threshold 0.8)": ("m-jepa", {}),
+    "M-JEPA, recipe, 2x the steps": ("m-jepa", {"train.epochs": 20}),
+    "M-JEPA, recipe, 4x the steps": ("m-jepa", {"train.epochs": 40}),
+    "MC-JEPA, range threshold 0.5": ("mc-jepa", HALF),
+    "MC-JEPA, range threshold 0.5, 2x the steps": ("mc-jepa", {**HALF, "train.epochs": 20}),
+    "MC-JEPA, recipe (range threshold 0.8)": ("mc-jepa", {}),
 }
 
 
