@@ -34,7 +34,8 @@ from mcjepa.train.trainer import train
 REPO = Path(__file__).resolve().parents[1]
 DECOMPOSABLE = {"train.epochs": 1, "train.steps_per_epoch": 6, "train.log_every": 1, "train.checkpoint_every": 3,
                 "data.embedded_pairs": 64, "data.flow_hflip_p": 0.0, "data.flow_jitter_p": 0.0, "loss.vc": 0.0,
-                "model.flow.feature_norm": "l2", "loss.use_occlusion": False}  # tiny preset: batch 4 pairs, crop 96x128 = the frame size
+                "model.flow.feature_norm": "l2", "loss.use_occlusion": False}
+# (tiny preset: batch 4 pairs, crop 96x128 = the frame size)
 CURVE_RTOL = 1e-5
 WEIGHT_ATOL = 1e-4  # after 6 AdamW steps (measured: 6e-6 on weights of magnitude ~1)
 
