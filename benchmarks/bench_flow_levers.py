@@ -60,6 +60,8 @@ LEVERS = {
     "MC-JEPA, range threshold 0.5": ("mc-jepa", HALF),
     "MC-JEPA, range threshold 0.5, 2x the steps": ("mc-jepa", {**HALF, "train.epochs": 20}),
     "MC-JEPA, recipe (range threshold 0.8)": ("mc-jepa", {}),
+    "MC-JEPA, recipe, 2x the steps": ("mc-jepa", {"train.epochs": 20}),
+    "MC-JEPA, recipe, 4x the steps": ("mc-jepa", {"train.epochs": 40}),
 }
 
 
