@@ -184,7 +184,7 @@ def describe_run(cfg: Config) -> str:
         flow: 4 frame pairs per step, 96x128 crops of embedded (2048 generated pairs, max 16 px/frame)
         model: 483,618 parameters (encoder 232,912, flow_head 64,514, expander 157,184, upsampler 29,008)
         flow loss: census 1, smoothness 50 (order 1, flow level), regression 0.1, cycle 0.1, vc 0.1
-        occlusion: range (threshold 0.5) from epoch 0 of the flow
+        occlusion: range (threshold 0.8) from epoch 0 of the flow
         optimizer: lr 0.0003 encoder / 0.0003 flow, weight decay 0.0001, warmup 0.25 epoch(s), grad clip 1
     """
     t, d, loss = cfg.train, cfg.data, cfg.loss
