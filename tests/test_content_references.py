@@ -159,15 +159,23 @@ def test_supervised_colour_views_reach_the_ceiling_stills_only_when_asked(tmp_pa
     from mcjepa.data.augment import ColourViews
     from mcjepa.train import trainer
 
-    calls = []
+    calls, outputs, seen = [], [], []
 
     class Recording(ColourViews):
         def forward(self, images, seed=None, generator=None):
             out = super().forward(images, seed=seed, generator=generator)
             calls.append((tuple(images.shape), seed, (out - images).abs().mean().item()))
+            outputs.append(out.clone())
             return out
 
+    objective_forward = trainer.Objective.forward
+
+    def watched(self, frames, views, occlusion=True, labelled=None):
+        seen.append(labelled[0].clone())
+        return objective_forward(self, frames, views, occlusion, labelled)
+
     monkeypatch.setattr(trainer, "ColourViews", Recording)
+    monkeypatch.setattr(trainer.Objective, "forward", watched)
     cfg = apply_overrides(for_method(tiny(), "supervised"),
                           {"train.epochs": 1, "train.steps_per_epoch": 2, "train.image_batch_size": 4,
                            "data.embedded_pairs": 8, "data.supervised_colour": colour})
@@ -177,6 +185,8 @@ def test_supervised_colour_views_reach_the_ceiling_stills_only_when_asked(tmp_pa
     else:
         assert [shape for shape, _, _ in calls] == [(4, 3, 64, 64)] * 2
         assert calls[0][1] != calls[1][1] and all(change > 0 for _, _, change in calls)
+        assert all(torch.equal(a, b) for a, b in zip(seen, outputs, strict=True))  # the loss sees the jittered stills
+    assert len(seen) == 2
 
 
 def test_embedded_texture_scale_reaches_the_generated_scenes():

@@ -2,7 +2,7 @@
 port) trains the same curve as one process on the full batch.
 
 What the comparison removes, and why: with the default tiny M-JEPA recipe the two curves differ by up to 1.3 %
-over 6 steps (measured; 0.6 % without flip and jitter), because four parts of a step depend on which samples
+over 6 steps (measured; 0.6 % without flip and jitter), because five parts of a step depend on which samples
 share a process: (1) each rank draws its own crops and augmentations (seeds of step * N + rank), (2) the
 UFlow-style feature centring before the cost volume (`model.flow.feature_norm="center"`) takes its mean and std
 over the rank's images, (3) the flow levels' variance-covariance term (`loss.vc`) over the rank's positions,
