@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..config import EncoderConfig
+from .depthwise import DepthwiseConv2d
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +49,7 @@ class ConvNeXtBlock(nn.Module):
 
     def __init__(self, dim: int, drop_path: float = 0.0, layer_scale_init: float = 1e-6):
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.dwconv = DepthwiseConv2d(dim, kernel_size=7)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.pwconv2 = nn.Linear(4 * dim, dim)
