@@ -63,3 +63,31 @@ def test_gradcheck_float64(radius):
     f1 = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     f2 = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: local_cost_volume(a, b, radius), (f1, f2), eps=1e-6, atol=1e-5)
+
+
+def row_by_row_backward(features1, features2, grad, radius):
+    """The backward as first written: one addcmul per shift over (B, C, H, W) windows of the padded map."""
+    height, width = features1.shape[-2:]
+    padded = torch.nn.functional.pad(features2, [radius] * 4)
+    grad = grad / features1.shape[1]
+    grad1, grad_padded = torch.zeros_like(features1), torch.zeros_like(padded)
+    size = 2 * radius + 1
+    for k in range(size * size):
+        dy, dx = divmod(k, size)
+        g = grad[:, k:k + 1]
+        grad1.addcmul_(g, padded[:, :, dy:dy + height, dx:dx + width])
+        grad_padded[:, :, dy:dy + height, dx:dx + width].addcmul_(g, features1)
+    return grad1, grad_padded[:, :, radius:radius + height, radius:radius + width]
+
+
+@pytest.mark.parametrize("shape,radius", [((2, 5, 6, 8), 3), ((1, 3, 2, 3), 3), ((3, 4, 7, 5), 2)])
+def test_flattened_backward_equals_the_row_by_row_loop_bit_for_bit(shape, radius):
+    g = torch.Generator().manual_seed(sum(shape))
+    f1 = torch.randn(shape, generator=g).requires_grad_()
+    f2 = torch.randn(shape, generator=g).requires_grad_()
+    cost = local_cost_volume(f1, f2, radius)
+    grad = torch.randn(cost.shape, generator=g)
+    got = torch.autograd.grad(cost, (f1, f2), grad)
+    want = row_by_row_backward(f1.detach(), f2.detach(), grad, radius)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert got[1].abs().sum() > 0
