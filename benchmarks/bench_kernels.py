@@ -8,11 +8,18 @@
 - convex upsampling of the finest flow (`models.upsample.ConvexUpsampler`, x4 from the tiny stride-4 level):
   the shipped product per flow component against the one broadcast product over (B, 2, 9, f, f, h, w) it
   replaced;
+- the cost volume's backward at the tiny flow head's levels (both directions, radius 3): the flattened-row loop
+  (shipped) against the row-by-row loop it replaced (bit-identical gradients);
+- the depthwise 7x7 convolutions of the tiny encoder (`models.depthwise.DepthwiseConv2d`: every ConvNeXt block
+  of one step, on the frames at 96x128 and the views at 64x64): the hand-written backward against
+  nn.Conv2d's autograd (oneDNN) it replaced;
 - the flow head's convolutions at the tiny preset's pyramid, in the default (contiguous) memory layout and
   in channels_last.
 
-`before_kernels()` swaps the replaced versions (every-shift census, broadcast convex upsampling) into the kit,
-so that `bench_train.py --kernels-before` times the whole training step with them in the same run.
+`before_kernels()` swaps the replaced versions (every-shift census, broadcast convex upsampling, the row-by-row
+cost-volume backward, nn.Conv2d's depthwise backward, the per-parameter AdamW loop instead of the fused one)
+into the kit, so that `bench_train.py --kernels-before` times the whole training step with them in the same
+run.
 
 Every variant runs forward + backward on the same inputs; the variants take turns within each round (so a busy
 neighbour slows all of them alike), and the table gives the median over rounds in milliseconds, with the
@@ -30,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing the kit
@@ -39,9 +47,12 @@ from einops import rearrange  # noqa: E402
 from mcjepa.config import tiny  # noqa: E402
 from mcjepa.losses import census  # noqa: E402
 from mcjepa.losses.census import SoftHamming, _soft_sign  # noqa: E402
+from mcjepa.models import cost_volume  # noqa: E402
+from mcjepa.models.depthwise import DepthwiseConv2d  # noqa: E402
 from mcjepa.models.flow_head import FlowHead  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
 from mcjepa.models.upsample import ConvexUpsampler  # noqa: E402
+from mcjepa.train import schedule  # noqa: E402
 
 
 class EveryShiftHamming(torch.autograd.Function):
@@ -127,15 +138,92 @@ def broadcast_convex_forward(self, features, flow):
     return rearrange((weights * neighbours).sum(dim=2), "b c fy fx h w -> b c (h fy) (w fx)")
 
 
+@staticmethod
+def row_by_row_correlation_backward(ctx, grad):
+    """`_LocalCorrelation.backward` as shipped before: one addcmul per shift over (B, C, H, W) windows."""
+    features1, padded = ctx.saved_tensors
+    radius = ctx.radius
+    height, width = features1.shape[-2:]
+    grad = grad / features1.shape[1]
+    grad1, grad_padded = torch.zeros_like(features1), torch.zeros_like(padded)
+    for k, (dy, dx) in enumerate(cost_volume._shifts(radius)):
+        g = grad[:, k:k + 1]
+        grad1.addcmul_(g, padded[:, :, dy:dy + height, dx:dx + width])
+        grad_padded[:, :, dy:dy + height, dx:dx + width].addcmul_(g, features1)
+    return grad1, grad_padded[:, :, radius:radius + height, radius:radius + width], None
+
+
+class RowByRowCorrelation(cost_volume._LocalCorrelation):
+    backward = row_by_row_correlation_backward
+
+
+def cost_volume_variants(pairs: int, crop: tuple[int, int]):
+    """The tiny flow head's cost volumes (its levels' channels and strides, both directions, its radius)."""
+    cfg = tiny().model
+    torch.manual_seed(0)
+    model = MCJEPA(cfg)
+    g = torch.Generator().manual_seed(4)
+    inputs = []
+    for stride, level in zip(cfg.flow.strides, model.flow_levels):
+        shape = (2 * pairs, model.encoder.channels[level], crop[0] // stride, crop[1] // stride)
+        inputs.append((torch.randn(shape, generator=g).requires_grad_(), torch.randn(shape, generator=g)
+                       .requires_grad_(), torch.randn(2 * pairs, (2 * cfg.flow.radius + 1) ** 2, *shape[-2:],
+                                                      generator=g)))
+
+    def run(function):
+        def fn():
+            grads = []
+            for f1, f2, weight in inputs:
+                grads += torch.autograd.grad((function.apply(f1, f2, cfg.flow.radius) * weight).sum(), (f1, f2))
+            return tuple(grads)
+        return fn
+
+    return [("flattened rows (shipped)", run(cost_volume._LocalCorrelation)),
+            ("row by row (before)", run(RowByRowCorrelation))]
+
+
 @contextlib.contextmanager
 def before_kernels():
-    """The kit with the kernels these replaced: the every-shift census loop, the broadcast convex upsampling."""
-    shipped_census, shipped_forward = census.SoftHamming, ConvexUpsampler.forward
+    """The kit with the kernels these replaced: the every-shift census loop, the broadcast convex upsampling,
+    the row-by-row cost-volume backward, nn.Conv2d's autograd for the depthwise convolutions, and (for
+    optimisers built inside) the per-parameter AdamW loop."""
+    shipped = (census.SoftHamming, ConvexUpsampler.forward, cost_volume._LocalCorrelation.backward,
+               DepthwiseConv2d.forward, schedule.FUSED_ADAMW)
     census.SoftHamming, ConvexUpsampler.forward = EveryShiftHamming, broadcast_convex_forward
+    cost_volume._LocalCorrelation.backward = row_by_row_correlation_backward
+    DepthwiseConv2d.forward, schedule.FUSED_ADAMW = nn.Conv2d.forward, False
     try:
         yield
     finally:
-        census.SoftHamming, ConvexUpsampler.forward = shipped_census, shipped_forward
+        (census.SoftHamming, ConvexUpsampler.forward, cost_volume._LocalCorrelation.backward,
+         DepthwiseConv2d.forward, schedule.FUSED_ADAMW) = shipped
+
+
+def depthwise_variants(pairs: int, crop: tuple[int, int], images: int, view: tuple[int, int]):
+    """Every depthwise convolution of the tiny encoder in one training step: each ConvNeXt block's on the
+    2 * pairs frames at `crop` and on the 2 * images views at `view` (random inputs, trained-like weights)."""
+    torch.manual_seed(0)
+    encoder = MCJEPA(tiny().model).encoder
+    g = torch.Generator().manual_seed(3)
+    calls = []
+    for batch, size in ((2 * pairs, crop), (2 * images, view)):
+        for stage, stride in zip(encoder.stages, encoder.strides[1:]):
+            for block in stage:
+                x = torch.randn(batch, block.dwconv.in_channels, size[0] // stride, size[1] // stride, generator=g)
+                calls.append((block.dwconv, x.requires_grad_()))
+
+    def run(forward):
+        def fn():
+            outs, grads = [], []
+            for conv, x in calls:
+                out = forward(conv, x)
+                grads += torch.autograd.grad(out.square().mean(), (x, conv.weight))
+                outs.append(out.detach().flatten())
+            return torch.cat(outs), torch.cat([grad.flatten() for grad in grads])
+        return fn
+
+    return [("hand-written backward (shipped)", run(DepthwiseConv2d.forward)),
+            ("nn.Conv2d autograd (before)", run(nn.Conv2d.forward))]
 
 
 def convex_variants(pairs: int, crop: tuple[int, int]):
@@ -225,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
                 time_variants(census_variants(2 * pairs, crop, cfg.loss.census_radius), args.rounds))
     print_table(f"convex upsampling of the tiny finest flow to the image, {pairs} pairs both ways",
                 time_variants(convex_variants(pairs, crop), args.rounds))
+    print_table(f"cost volume of the tiny flow head, {pairs} pairs both ways, radius {cfg.model.flow.radius}",
+                time_variants(cost_volume_variants(pairs, crop), args.rounds))
+    print_table(f"depthwise 7x7 convolutions of the tiny encoder, {2 * pairs} frames at {crop[0]}x{crop[1]} and "
+                f"{2 * cfg.train.image_batch_size} views at {cfg.data.image_size[0]}x{cfg.data.image_size[1]}",
+                time_variants(depthwise_variants(pairs, crop, cfg.train.image_batch_size,
+                                                 tuple(cfg.data.image_size)), args.rounds))
     print_table(f"flow head of the tiny preset, {pairs} pairs both ways at {crop[0]}x{crop[1]}",
                 time_variants(flow_head_variants(pairs, crop), args.rounds))
 

@@ -1,5 +1,5 @@
 """Throughput of one MC-JEPA training step (the trainer's `Objective`: forward_flow + flow_loss + embed x 2 +
-ssl_loss, backward, AdamW step) on random data, per preset:
+ssl_loss, backward, the trainer's AdamW step) on random data, per preset:
 
     python benchmarks/bench_train.py --preset tiny            # CPU, < 1 min
     python benchmarks/bench_train.py --preset paper           # CPU: 2 pairs at 128x256 + 4 views at 64x64
@@ -9,17 +9,20 @@ Reported per preset: model FLOPs per step (torch.utils.flop_counter.FlopCounterM
 counts matmuls and convolutions only, the usual MFU convention; grouped-conv backward corrected, see
 `conv_backward_flops`; the cost volume's multiply-adds are elementwise
 and are shown separately, analytically), steps/s and images/s (images = 2 frames per pair + 2 views per still)
-over timed steps after warm-up, peak memory (CPU: peak RSS (VmHWM) of the process, reset just before the timed
-steps via /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated), achieved FLOP/s and MFU against
-`--peak-tflops` (default: this machine's measured matmul peak, fp32 or bf16 as the step runs).
+over timed steps after warm-up (the median of `--rounds` rounds; the rows of a preset, `--set` and
+`--kernels-before`, take turns within each round), peak memory (CPU: peak RSS (VmHWM) of the process, reset just
+before the timed steps via /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated), achieved FLOP/s and MFU
+against `--peak-tflops` (default: this machine's measured matmul peak, fp32 or bf16 as the step runs).
 Data loading and augmentation are not included: this is the model step alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from mcjepa.config import Config, apply_overrides, preset  # noqa: E402
 from mcjepa.models.mcjepa import MCJEPA  # noqa: E402
+from mcjepa.train.schedule import build_optimizer  # noqa: E402
 from mcjepa.train.trainer import Objective  # noqa: E402
 
 from bench_kernels import before_kernels  # noqa: E402  (beside this script)
@@ -169,33 +173,36 @@ class PeakMemory:
         return False
 
 
-def bench_preset(name: str, device: torch.device, steps: int, warmup: int, amp: str, pairs: int | None = None,
-                 images: int | None = None, overrides: list[str] | None = None) -> dict:
-    """One preset (with dotted `overrides`): FLOPs per step, steps/s, images/s and peak memory of the full
-    training step."""
+def prepare_preset(name: str, device: torch.device, amp: str, pairs: int | None = None, images: int | None = None,
+                   overrides: list[str] | None = None, kernels_before: bool = False) -> dict:
+    """One preset (with dotted `overrides`; with `kernels_before`, the kernels and optimiser that the current ones
+    replaced, `bench_kernels.before_kernels`): the model, the trainer's `Objective` and optimiser on a random
+    batch, FLOPs per step (untimed), and `step`, one training step (forward, backward, optimiser step)."""
     cfg = apply_overrides(preset(name), overrides or [])
     work = workload_for(cfg, name, device, pairs, images)
+    kernels = before_kernels if kernels_before else contextlib.nullcontext
     torch.manual_seed(0)
     model = MCJEPA(cfg.model).to(device).train()
     objective = Objective(model, cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    with kernels():
+        optimizer, _ = build_optimizer(model, cfg)  # the trainer's AdamW (fused unless kernels_before)
     frames, views = random_batch(work, device)
 
     def step():
-        with autocast(device, amp):
+        with kernels(), autocast(device, amp):
             loss, _ = objective(frames, views, True)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with kernels():
+            loss.backward()
         optimizer.step()
 
-    with flop_counter() as counter:  # forward + backward, untimed
+    with kernels(), flop_counter() as counter:  # forward + backward, untimed
         with autocast(device, amp):
             loss, _ = objective(frames, views, True)
         loss.backward()
-    flops = counter.get_total_flops()
     optimizer.zero_grad(set_to_none=True)
     # per-module split from a forward-only count: FlopCounterMode's module tracker misattributes backward ops
-    with torch.no_grad(), flop_counter() as forward_counter, autocast(device, amp):
+    with kernels(), torch.no_grad(), flop_counter() as forward_counter, autocast(device, amp):
         objective(frames, views, True)
     by_module = forward_counter.get_flop_counts()
     parts = {
@@ -203,31 +210,42 @@ def bench_preset(name: str, device: torch.device, steps: int, warmup: int, amp: 
         for part in ("encoder", "flow_head", "expander")
     }
     parts = {part: v / max(forward_counter.get_total_flops(), 1) for part, v in parts.items()}
-
-    for _ in range(warmup):
-        step()
-    sync(device)
-    with PeakMemory(device) as memory:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        seconds = time.perf_counter() - start
     return {
-        "preset": name,
+        "preset": name + ("*" if overrides else "") + ("<" if kernels_before else ""),
         "work": work,
         "params": sum(p.numel() for p in model.parameters()),
-        "flops": flops,
+        "flops": counter.get_total_flops(),
         "forward_flops": forward_counter.get_total_flops(),
         "flops_by_part": parts,
         "cv_flops": cost_volume_flops(cfg, model, work),
-        "step_s": seconds / steps,
-        "steps_per_s": steps / seconds,
-        "images_per_s": steps * work.images_per_step / seconds,
-        "peak_bytes": memory.peak,
-        "base_bytes": memory.before,
-        "flops_per_s": flops * steps / seconds,
+        "step": step,
     }
+
+
+def time_rows(rows: list[dict], device: torch.device, warmup: int, steps: int, rounds: int) -> list[dict]:
+    """Time the rows' steps in turns: each round runs `steps` steps of every row in order, so that a busy
+    neighbour slows all of them alike; s/step is the median over the rounds, peak memory the largest."""
+    for row in rows:
+        for _ in range(warmup):
+            row["step"]()
+    sync(device)
+    seconds = {id(row): [] for row in rows}
+    for _ in range(rounds):
+        for row in rows:
+            with PeakMemory(device) as memory:
+                start = time.perf_counter()
+                for _ in range(steps):
+                    row["step"]()
+                sync(device)
+                seconds[id(row)].append((time.perf_counter() - start) / steps)
+            row["peak_bytes"] = max(row.get("peak_bytes", 0), memory.peak)
+            row["base_bytes"] = memory.before
+    for row in rows:
+        step_s = statistics.median(seconds[id(row)])
+        work = row["work"]
+        row.update(step_s=step_s, steps_per_s=1 / step_s, images_per_s=work.images_per_step / step_s,
+                   flops_per_s=row["flops"] / step_s)
+    return rows
 
 
 def print_table(rows: list[dict], peak_tflops: float, peak_note: str) -> None:
@@ -271,9 +289,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="also measure each preset with these config overrides, in the same run (a second row, "
                              "e.g. the previous recipe's loss.occlusion_method=fb beside the current one)")
     parser.add_argument("--kernels-before", action="store_true",
-                        help="also measure each preset with the kernels the current ones replaced (the every-shift "
-                             "census loop, the broadcast convex upsampling: bench_kernels.before_kernels), in the "
-                             "same run (a row marked <)")
+                        help="also measure each preset (and each --set row) with the kernels and optimiser the "
+                             "current ones replaced (the every-shift census loop, the broadcast convex upsampling, "
+                             "nn.Conv2d's depthwise backward, per-parameter AdamW: bench_kernels.before_kernels), in "
+                             "the same run, taking turns (rows marked <)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of timed steps; the rows take turns within each round (median over rounds)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
     parser.add_argument("--amp", choices=["none", "bf16"], default=None,
                         help="bf16 autocast on CUDA (default: bf16 on CUDA, none on CPU)")
@@ -297,20 +318,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in names:
         warmup, steps = CPU_STEPS[name] if device.type == "cpu" else (3, 10)
         warmup, steps = args.warmup if args.warmup is not None else warmup, args.steps or steps
-        print(f"{name}: {warmup} warm-up + {steps} timed steps ...", flush=True)
-        rows.append(bench_preset(name, device, steps, warmup, amp, args.pairs, args.images))
-        if args.set:
-            rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images, args.set),
-                         "preset": f"{name}*"})
-        if args.kernels_before:
-            with before_kernels():
-                rows.append({**bench_preset(name, device, steps, warmup, amp, args.pairs, args.images),
-                             "preset": f"{name}<"})
+        variants = [(overrides, before) for overrides in ([None, args.set] if args.set else [None])
+                    for before in ([False, True] if args.kernels_before else [False])]
+        print(f"{name}: {len(variants)} row(s), {warmup} warm-up + {args.rounds} rounds of {steps} timed steps "
+              f"each, in turns ...", flush=True)
+        prepared = [prepare_preset(name, device, amp, args.pairs, args.images, overrides, before)
+                    for overrides, before in variants]
+        rows += time_rows(prepared, device, warmup, steps, args.rounds)
     print_table(rows, peak, note)
     if args.set:
         print(f"* with {' '.join(args.set)}")
     if args.kernels_before:
-        print("< with the kernels the current ones replaced (every-shift census, broadcast convex upsampling)")
+        print("< with the kernels and optimiser the current ones replaced (every-shift census, broadcast convex "
+              "upsampling, row-by-row cost-volume backward, nn.Conv2d's depthwise backward, per-parameter AdamW)")
+    for name in names:
+        by_preset = {row["preset"]: row["step_s"] for row in rows}
+        others = [(other, s) for other, s in by_preset.items() if other.startswith(name) and other != name]
+        if others:
+            ratios = ", ".join(f"{other} / {name} = {s / by_preset[name]:.2f}x" for other, s in others)
+            print(f"{name}: s/step {ratios}")
     return rows
 
 

@@ -8,14 +8,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_kernels import before_kernels, census_variants, convex_variants  # noqa: E402
+from bench_kernels import (  # noqa: E402
+    before_kernels,
+    census_variants,
+    convex_variants,
+    cost_volume_variants,
+    depthwise_variants,
+)
 
 from mcjepa.losses import census  # noqa: E402
+from mcjepa.models import cost_volume  # noqa: E402
+from mcjepa.models.depthwise import DepthwiseConv2d  # noqa: E402
 from mcjepa.models.upsample import ConvexUpsampler  # noqa: E402
+from mcjepa.train import schedule  # noqa: E402
 
 
 def test_replaced_kernels_agree_with_the_shipped_ones():
-    for variants in (census_variants(2, (12, 16), 2), convex_variants(1, (16, 24))):
+    for variants in (census_variants(2, (12, 16), 2), convex_variants(1, (16, 24)),
+                     cost_volume_variants(1, (32, 64)), depthwise_variants(1, (32, 64), 2, (32, 32))):
         outputs = [fn() for _, fn in variants]
         for out in outputs[1:]:
             for got, want in zip(out, outputs[0]):
@@ -24,7 +34,11 @@ def test_replaced_kernels_agree_with_the_shipped_ones():
 
 
 def test_before_kernels_swaps_and_restores():
-    shipped = census.SoftHamming, ConvexUpsampler.forward
+    def current():
+        return (census.SoftHamming, ConvexUpsampler.forward, cost_volume._LocalCorrelation.backward,
+                DepthwiseConv2d.forward, schedule.FUSED_ADAMW)
+
+    shipped = current()
     with before_kernels():
-        assert census.SoftHamming is not shipped[0] and ConvexUpsampler.forward is not shipped[1]
-    assert (census.SoftHamming, ConvexUpsampler.forward) == shipped
+        assert all(now is not then for now, then in zip(current(), shipped))
+    assert current() == shipped
