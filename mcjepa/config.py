@@ -257,6 +257,7 @@ def tiny() -> Config:
     - layer scale 1.0 instead of 1e-6: a 1e-6 residual branch barely moves in a few hundred steps
       (1.32 / 4.61 vs 1.36 / 5.35 with 0.1, 1.35 / 5.02 with 1e-6, 400 steps);
     - 4 pairs per step instead of 8 at twice the steps, same pairs seen: 1.24 / 4.20 vs 1.35 / 5.02;
+      not 2 at twice the steps again (val 1.47 against 1.52 at 600 steps of 4, about the same wall time: noise);
     - training pairs moving up to 16 px/frame (held-out pairs: 8): 1.19 / 3.58 vs 1.24 / 4.20 at 800 steps;
       the real pair moves 10-15 px at this scale;
     - not kept: lr 1e-3 (1.41, noisier), the multi-scale photometric loss (1.45 / 5.79), both at 400 steps;
