@@ -5,7 +5,9 @@
 
 Rows, each measured in this run on the embedded evaluation data of the tiny preset:
 - raw colour (no network: the RGB average-pooled at the features' strides), the untrained encoder (one per
-  training seed: its initialisation), the supervised ceiling (`train.method="supervised"`), and the methods;
+  training seed: its initialisation), the supervised ceiling (`train.method="supervised"`), the true labels
+  (the protocol's bound: the one-hot labels pooled to the features' grid, `references.label_features`), and
+  the methods;
 - per row and training seed: the linear probe's mIoU under `--probe-seeds` probe seeds (the same features;
   their spread is the probe's own noise) and the J&F of label propagation;
 - per method: mean +- sd over the training seeds, the fraction of the floor-to-ceiling range it covers, and
@@ -28,7 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from mcjepa.claims import welch  # noqa: E402
 from mcjepa.eval.compare import untrained_run  # noqa: E402
-from mcjepa.eval.references import FLOORS, RAW_COLOUR, SUPERVISED, UNTRAINED, range_fraction  # noqa: E402
+from mcjepa.eval.references import (  # noqa: E402
+    FLOORS,
+    RAW_COLOUR,
+    SUPERVISED,
+    TRUE_LABELS,
+    UNTRAINED,
+    range_fraction,
+)
 from mcjepa.experiments import ensure_runs, run_config, run_dir  # noqa: E402
 from mcjepa.report import load_json, save_json  # noqa: E402
 from mcjepa.utils import atomic_write  # noqa: E402
@@ -41,12 +50,12 @@ def evaluate(job: tuple) -> tuple:
     """(row, seed, {"miou": [per probe seed], "jf": J&F}) of one encoder (a worker process, one thread)."""
     import torch
 
-    from mcjepa.eval.suite import RawColour, evaluate_run
+    from mcjepa.eval.suite import RawColour, TrueLabels, evaluate_run
 
     torch.set_num_threads(1)
     row, seed, run, probe_seeds = job
-    if run == RAW_COLOUR:
-        run = RawColour(run_config("tiny", "mc-jepa", seed=seed))
+    if run in (RAW_COLOUR, TRUE_LABELS):
+        run = (RawColour if run == RAW_COLOUR else TrueLabels)(run_config("tiny", "mc-jepa", seed=seed))
     mious = [evaluate_run(run, tasks=("segmentation",), progress=False, probe_seed=k)["segmentation"]["miou"]
              for k in range(probe_seeds)]
     jf = evaluate_run(run, tasks=("davis",), progress=False)["davis"]["JF_mean"]
@@ -84,7 +93,7 @@ def main() -> None:
         failed = {name: err for name, err in outcome.items() if isinstance(err, Exception)}
         if failed:
             raise SystemExit(f"training failed: {failed}")
-    jobs = [(RAW_COLOUR, args.seeds[0], RAW_COLOUR, args.probe_seeds)]
+    jobs = [(row, args.seeds[0], row, args.probe_seeds) for row in (RAW_COLOUR, TRUE_LABELS)]
     jobs += [(UNTRAINED, seed, str(untrained_run(run_config("tiny", "mc-jepa", seed=seed), args.runs_dir)),
               args.probe_seeds) for seed in args.seeds]
     jobs += [(label, seed, str(folder), args.probe_seeds) for (label, seed), folder in folders.items()]
@@ -95,7 +104,7 @@ def main() -> None:
             print(f"[{time.time() - began:5.0f}s] {row} seed {seed}: probe mIoU "
                   f"{', '.join(f'{v:.1f}' for v in values['miou'])}, J&F {values['jf']:.1f}", flush=True)
 
-    rows = [RAW_COLOUR, UNTRAINED, SUPERVISED] + [LABELS[m] for m in args.methods]
+    rows = [RAW_COLOUR, UNTRAINED, SUPERVISED, TRUE_LABELS] + [LABELS[m] for m in args.methods]
     per_metric = {"miou": {}, "jf": {}}
     for row in rows:
         seeds = measured[row]
@@ -109,7 +118,7 @@ def main() -> None:
             floors = [statistics.fmean(values[f]) for f in FLOORS]
             entry[metric] = {"values": values[row], "mean": mean, "sd": sd,
                              "range": range_fraction(mean, floors, statistics.fmean(values[SUPERVISED]))}
-            if row not in FLOORS:  # raw colour is measured once: it is the same at every training seed
+            if row not in FLOORS + (TRUE_LABELS,):  # raw colour is measured once: the same at every seed
                 entry[metric]["p_above"] = {f: welch(values[row], values[f] if f != RAW_COLOUR
                                                      else values[f] * len(values[row]))["p_greater"] for f in FLOORS}
         table[row] = entry
@@ -136,7 +145,9 @@ def render(out: Path) -> None:
         item = table[row][metric]
         text = f"{item['mean']:.1f}" + (f" +- {item['sd']:.1f}" if math.isfinite(number(item["sd"])) else "")
         share = number(item["range"])
-        if row not in FLOORS:
+        if row == TRUE_LABELS:
+            text += " (bound)"
+        elif row not in FLOORS:
             text += (f" ({100 * share:.0f} %)" if share >= 0 else " (below the best floor)") if math.isfinite(share) \
                 else " (-)"
         return text
@@ -144,6 +155,8 @@ def render(out: Path) -> None:
     def above(metric, row):
         if row in FLOORS:
             return "floor"
+        if row == TRUE_LABELS:
+            return "the protocol's bound"
         if len(table[row][metric]["values"]) < 2:
             return "n = 1: no test"
         ps = {f: number(p) for f, p in table[row][metric]["p_above"].items()}
@@ -160,6 +173,10 @@ def render(out: Path) -> None:
     span = {m: table[SUPERVISED][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
     lines += ["", f"ceiling minus the best floor: probe mIoU {span['miou']:.1f} points, J&F {span['jf']:.1f} points; "
               f"wall time {record['seconds']:.0f} s"]
+    if TRUE_LABELS in table:  # records written before the bound was measured lack it
+        bound = {m: table[TRUE_LABELS][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
+        lines += [f"the largest range any encoder could reach here (true labels minus the best floor): probe mIoU "
+                  f"{bound['miou']:.1f} points, J&F {bound['jf']:.1f} points"]
     text = "\n".join(lines) + "\n"
     print(text)
     with atomic_write(out / "content.md", "w") as handle:
@@ -169,14 +186,15 @@ def render(out: Path) -> None:
 
 def plot(table: dict, rows: list[str], path: Path) -> None:
     """Two panels (probe mIoU, J&F): a bar per encoder (mean, sd as error bar, the seeds as dots), the floors
-    and the ceiling as horizontal lines."""
+    and the ceiling as horizontal lines, the true labels' bound as its own bar."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     for ax, (metric, title) in zip(fig.subplots(1, 2), (("miou", "linear-probe mIoU (%)"), ("jf", "J&F (%)"))):
         means = [table[r][metric]["mean"] for r in rows]
         sds = [table[r][metric]["sd"] if math.isfinite(number(table[r][metric]["sd"])) else 0 for r in rows]
-        colours = ["0.6" if r in FLOORS else "tab:green" if r == SUPERVISED else "tab:blue" for r in rows]
+        colours = ["0.6" if r in FLOORS else "tab:green" if r == SUPERVISED else "tab:olive" if r == TRUE_LABELS
+                   else "tab:blue" for r in rows]
         ax.bar(range(len(rows)), means, yerr=sds, color=colours, capsize=3)
         for i, r in enumerate(rows):
             values = table[r][metric]["values"]
@@ -185,7 +203,7 @@ def plot(table: dict, rows: list[str], path: Path) -> None:
         for r, style in ((RAW_COLOUR, ":"), (UNTRAINED, "--"), (SUPERVISED, "-")):
             ax.axhline(table[r][metric]["mean"], color="0.3", ls=style, lw=0.8)
         ax.set_xticks(range(len(rows)), rows, rotation=20, ha="right", fontsize=8)
-        ax.set_title(title + " (grey: floors, green: ceiling)", fontsize=10)
+        ax.set_title(title + " (grey: floors, green: ceiling, olive: the protocol's bound)", fontsize=9)
         ax.set_ylim(0, 100)
     fig.savefig(path, dpi=100)
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mcjepa.config import apply_overrides, for_method, tiny, validate
-from mcjepa.eval.references import range_fraction, raw_colour_fn
+from mcjepa.eval.davis import evaluate_davis
+from mcjepa.eval.references import OneHotLabels, OneHotMasks, label_features, range_fraction, raw_colour_fn
 from mcjepa.eval.segmentation import LinearProbeConfig, class_weights, linear_probe_segmentation
 
 
@@ -214,3 +215,60 @@ def test_add_range_fraction_per_dataset_and_the_no_network_backbone():
     rows = paper_table_rows(results, "segmentation", "tiny")
     backbones = {label.split(": ")[1].split(" [")[0]: row["backbone"] for label, row in rows.items()}
     assert backbones["raw colour"] == "- (no network)" and backbones["VICReg"] == "ConvNeXt (tiny)"
+
+
+def test_one_hot_labels_and_masks_hand_case():
+    label = torch.tensor([[0, 2, 255], [1, 1, 0]])
+    item = OneHotLabels([{"image": torch.rand(3, 2, 3), "label": label, "name": "a"}], num_classes=3)[0]
+    expected = torch.zeros(3, 2, 3)
+    for (y, x), c in {(0, 0): 0, (0, 1): 2, (1, 0): 1, (1, 1): 1, (1, 2): 0}.items():
+        expected[c, y, x] = 1.0  # (0, 2) is void: all zero
+    assert torch.equal(item["image"], expected) and item["name"] == "a"
+    with pytest.raises(ValueError, match="num_classes = 2"):
+        OneHotLabels([{"image": torch.rand(3, 2, 3), "label": label}], num_classes=2)[0]
+    masks = torch.tensor([[[0, 3], [255, 1]], [[3, 3], [0, 0]]])
+    frames = OneHotMasks([{"frames": torch.rand(2, 3, 2, 2), "masks": masks}])[0]["frames"]
+    assert frames.shape == (2, 4, 2, 2)  # ids 0..3
+    assert frames[0, :, 1, 0].sum() == 0 and frames[0, 3, 0, 1] == 1 and frames[1, 3].sum() == 2
+
+
+def test_label_features_average_the_one_hot_maps_over_the_finest_stride():
+    one_hot = torch.zeros(1, 2, 16, 24)
+    one_hot[0, 1, :8, :4] = 1.0  # half of the top-left 8x8 cell
+    one_hot[0, 0] = 1.0 - one_hot[0, 1]
+    pooled = label_features("concat")(one_hot)  # stride 8
+    assert pooled.shape == (1, 2, 2, 3)
+    assert pooled[0, 1, 0, 0] == 0.5 and pooled[0, 1].sum() == 0.5 and pooled[0, 0, 1, 2] == 1.0
+    assert label_features("last")(one_hot).shape == (1, 2, 1, 1)
+    with pytest.raises(ValueError, match="levels must be one of"):
+        label_features("all")
+
+
+class _AlignedSquares(_Shapes):
+    """64x64 label maps with one 32x32 square of class 1 or 2 on the stride-8 grid."""
+
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            label = torch.zeros(64, 64, dtype=torch.long)
+            top, left = (8 * int(v) for v in torch.randint(0, 5, (2,), generator=g))
+            label[top:top + 32, left:left + 32] = 1 + i % 2
+            self.items.append({"image": torch.rand(3, 64, 64, generator=g), "label": label, "name": str(i)})
+
+
+def test_the_bound_reaches_a_perfect_probe_and_propagation_on_grid_aligned_labels():
+    """Labels that the stride-8 grid resolves exactly: the true-label features probe and propagate (nearly)
+    perfectly, where the raw colour of random images cannot."""
+    cfg = LinearProbeConfig(progress=False, epochs=60)
+    train, val = _AlignedSquares(24, 0), _AlignedSquares(8, 1)
+    bound = linear_probe_segmentation(label_features("concat"), OneHotLabels(train, 3), OneHotLabels(val, 3), 3, cfg)
+    colour = linear_probe_segmentation(raw_colour_fn("concat"), train, val, 3, cfg)
+    assert bound["miou"] > 0.9 > colour["miou"] + 0.3  # the logits are upsampled bilinearly: edges blur
+    masks = torch.zeros(5, 64, 64, dtype=torch.long)
+    for t in range(5):  # a 24x24 object moving 8 px right per frame
+        masks[t, 16:40, 8 * t:8 * t + 24] = 1
+    sequence = {"frames": torch.rand(5, 3, 64, 64), "masks": masks, "name": "square"}
+    bound_jf = evaluate_davis(label_features("concat"), OneHotMasks([sequence]), progress=False)["JF_mean"]
+    colour_jf = evaluate_davis(raw_colour_fn("concat"), [sequence], progress=False)["JF_mean"]
+    assert bound_jf > 0.9 > colour_jf + 0.3

@@ -6,6 +6,11 @@
   places.
 - supervised: the same tiny encoder trained with the class maps of the embedded stills
   (`train.method="supervised"`, same steps and image batch as VICReg). What the encoder can learn here.
+- true labels (the protocol's bound, not a ceiling of the encoder): "features" that are the one-hot maps of the
+  evaluation's own labels (the class map of each still, the object ids of each frame), average-pooled to the
+  finest stride of the protocol's features (`label_features`, `OneHotLabels`, `OneHotMasks`). What a perfect
+  encoder could score through the same probe / propagation at that grid: ceiling minus the best floor cannot
+  exceed this bound minus the best floor.
 
 A method's result is also read as the fraction of the floor-to-ceiling range it covers,
 (value - best floor) / (ceiling - best floor): 0 at the best floor, 1 at the ceiling, negative below a floor.
@@ -20,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 RAW_COLOUR = "raw colour"
+TRUE_LABELS = "true labels"
 UNTRAINED = "untrained"
 SUPERVISED = "supervised"
 FLOORS = (RAW_COLOUR, UNTRAINED)
@@ -53,3 +59,68 @@ def range_fraction(value: float, floors: list[float] | tuple[float, ...], ceilin
         return math.nan
     best = max(floors)
     return (value - best) / (ceiling - best) if ceiling > best else math.nan
+
+
+def label_features(levels: str = "concat") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The true-labels bound's features: one-hot maps (B, K, H, W) (`OneHotLabels` / `OneHotMasks` put them where
+    the images were) -> (B, K, h, w), average-pooled (ceil mode) to the finest stride of `levels`, the grid
+    `raw_colour_fn(levels)` and `runners.feature_fn(model, levels)` give. Raises ValueError for another
+    `levels`."""
+    if levels not in FEATURE_STRIDES:
+        raise ValueError(f"true-label features: levels must be one of {sorted(FEATURE_STRIDES)}, got {levels!r}")
+    stride = min(FEATURE_STRIDES[levels])
+
+    @torch.no_grad()
+    def features(one_hot: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(one_hot.float(), stride, ceil_mode=True)
+
+    return features
+
+
+def _one_hot(ids: torch.Tensor, channels: int, void: int = 255) -> torch.Tensor:
+    """(..., H, W) int ids -> (..., channels, H, W) float one-hot; void pixels are all zero."""
+    ids = torch.as_tensor(ids).long()
+    valid = ids != void
+    out = F.one_hot(torch.where(valid, ids, 0), channels).movedim(-1, -3).float()
+    return out * valid.unsqueeze(-3)
+
+
+def _largest_id(ids: torch.Tensor, void: int = 255) -> int:
+    valid = ids[ids != void]
+    return int(valid.max()) if valid.numel() else 0
+
+
+class OneHotLabels(torch.utils.data.Dataset):
+    """A probe dataset ({"image", "label" (H, W), 255 = ignore}) whose "image" is the one-hot map of its own
+    label, (num_classes, H, W) (ignored pixels all zero): the true-labels bound of `linear_probe_segmentation`."""
+
+    def __init__(self, dataset, num_classes: int):
+        self.dataset, self.num_classes = dataset, num_classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        label = torch.as_tensor(item["label"])
+        if int(_largest_id(label)) >= self.num_classes:
+            raise ValueError(f"OneHotLabels: item {index} has a label >= num_classes = {self.num_classes}")
+        return {**item, "image": _one_hot(label, self.num_classes)}
+
+
+class OneHotMasks(torch.utils.data.Dataset):
+    """A video dataset ({"frames" (T, 3, H, W), "masks" (T, H, W) object ids, 255 = void}) whose "frames" are
+    the one-hot maps of its own masks, (T, 1 + largest id, H, W): the true-labels bound of label propagation
+    (`davis.evaluate_davis`)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        masks = torch.as_tensor(item["masks"]).long()
+        largest = _largest_id(masks)
+        return {**item, "frames": _one_hot(masks, largest + 1)}

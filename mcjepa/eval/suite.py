@@ -17,7 +17,7 @@ from ..config import Config
 from ..data.registry import EVAL_TASKS, eval_spec, flow_eval_dataset, segmentation_datasets, video_dataset
 from ..models.checkpoint import load_model
 from .davis import evaluate_davis
-from .references import raw_colour_fn
+from .references import OneHotLabels, OneHotMasks, label_features, raw_colour_fn
 from .flow_metrics import evaluate_flow_dataset
 from .runners import feature_fn, flow_fn
 from .segmentation import LinearProbeConfig, linear_probe_segmentation
@@ -34,6 +34,15 @@ class RawColour:
     name: str = "raw colour (no network)"  # what tables print where a run prints its folder name
 
 
+@dataclass(frozen=True)
+class TrueLabels:
+    """Stands for a run in `evaluate_run`: the protocol's bound, the probe and the propagation reading the one-hot
+    maps of the evaluation's own labels (`references.label_features`) on the evaluation data of `config`."""
+
+    config: Config
+    name: str = "true labels (the protocol's bound)"
+
+
 def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:
     """The zero-flow baseline on the same pairs (what "no motion model" scores)."""
     import torch
@@ -43,7 +52,7 @@ def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:
 
 
 def fit_probe(features, dataset: str, cfg: Config, root: str | None = None, progress: bool = True,
-              seed: int = 0) -> dict:
+              seed: int = 0, true_labels: bool = False) -> dict:
     """The linear probe of segmentation dataset `dataset` (`linear_probe_segmentation`'s result, plus "levels":
     the feature choice it read), by the dataset's protocol (`EvalDataset.features` and `.class_weights`).
 
@@ -53,6 +62,8 @@ def fit_probe(features, dataset: str, cfg: Config, root: str | None = None, prog
     """
     spec = eval_spec("segmentation", dataset)
     train, val, classes = segmentation_datasets(dataset, root, cfg)
+    if true_labels:  # the protocol's bound: the images replaced by their labels' one-hot maps
+        train, val = OneHotLabels(train, classes), OneHotLabels(val, classes)
     probe = linear_probe_segmentation(features(spec.features), train, val, classes,
                                       LinearProbeConfig(progress=progress, seed=seed,
                                                         class_weights=spec.class_weights))
@@ -63,7 +74,8 @@ def evaluate_run(run: str | Path, tasks=TASKS, flow_dataset: str = "embedded", s
                  video: str = "embedded", roots: dict | None = None, progress: bool = True,
                  davis_kwargs: dict | None = None, probe_seed: int = 0) -> dict:
     """{task: metrics} for the checkpoint of `run` (a run folder or checkpoint file), or for the raw-colour
-    floor when `run` is `RawColour(config)` (content tasks only). The probe and the propagation read the
+    floor when `run` is `RawColour(config)` and for the protocol's bound when it is `TrueLabels(config)` (content
+    tasks only). The probe and the propagation read the
     features the evaluation dataset names (`EvalDataset.features`); `probe_seed` re-seeds the probe alone."""
     unknown = set(tasks) - set(TASKS)
     if unknown:
@@ -72,6 +84,9 @@ def evaluate_run(run: str | Path, tasks=TASKS, flow_dataset: str = "embedded", s
     if isinstance(run, RawColour):
         model, cfg = None, run.config
         features = raw_colour_fn
+    elif isinstance(run, TrueLabels):
+        model, cfg = None, run.config
+        features = label_features
     else:
         model, cfg = load_model(run)
         features = partial(feature_fn, model)
@@ -80,11 +95,13 @@ def evaluate_run(run: str | Path, tasks=TASKS, flow_dataset: str = "embedded", s
         pairs = flow_eval_dataset(flow_dataset, roots.get(flow_dataset), cfg)
         results["flow"] = evaluate_flow_dataset(flow_fn(model), pairs, stride=model.stride, progress=progress)
     if "segmentation" in tasks:
-        probe = fit_probe(features, seg_dataset, cfg, roots.get(seg_dataset), progress, probe_seed)
+        probe = fit_probe(features, seg_dataset, cfg, roots.get(seg_dataset), progress, probe_seed,
+                          true_labels=isinstance(run, TrueLabels))
         results["segmentation"] = {"miou": probe["miou"], "pixel_acc": probe["pixel_acc"],
                                    "per_class_iou": [float(v) for v in probe["per_class_iou"]]}
     if "davis" in tasks:
         sequences = video_dataset(video, roots.get(video), cfg)
+        sequences = OneHotMasks(sequences) if isinstance(run, TrueLabels) else sequences
         davis = evaluate_davis(features(eval_spec("davis", video).features), sequences, progress=progress,
                                **(davis_kwargs or {}))
         results["davis"] = {k: davis[k] for k in ("J_mean", "F_mean", "JF_mean", "n_objects")}
