@@ -43,7 +43,9 @@ VERDICT_RULE = ("Welch's t test (unequal variances) on the per-seed values, one-
                 "= the difference is within the seed-to-seed noise (for 'at least as good' claims: 'holds (not "
                 "worse)'); 'no verdict' with fewer than 2 seeds per group. (iv) picks the cycle value with the "
                 "lowest mean EPE and tests it against the sweep's two ends; picking the best first favours the "
-                "claim.")
+                "claim. Effect: mean(ours) - mean(compared with), in the measure's unit, with its two-sided 95 % "
+                "Welch interval (Welch-Satterthwaite degrees of freedom); for the collapse counts, the difference "
+                "of the stopped fractions.")
 METHODS = ("m-jepa", "vicreg", "mc-jepa")
 TASKS = {"m-jepa": ("flow", "segmentation", "davis"), "vicreg": ("segmentation", "davis"),
          "mc-jepa": ("flow", "segmentation", "davis")}
@@ -126,15 +128,21 @@ def stale_evaluations(seeds: Sequence[int], setting: Setting) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- statistics
-def welch(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Welch's t test of mean(a) vs mean(b): {"t", "p_less" (one-sided, H1: mean a < mean b), "p_greater"}.
-    NaN p-values when a group has fewer than 2 values or both have zero spread."""
+def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
+    """Welch's t test of mean(a) vs mean(b): {"t", "p_less" (one-sided, H1: mean a < mean b), "p_greater",
+    "difference" (mean a - mean b), "ci" (its two-sided `confidence` interval, Welch-Satterthwaite degrees of
+    freedom)}. NaN p-values and interval when a group has fewer than 2 values or both have zero spread (the
+    difference is still given when both groups have a value)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    difference = float(a.mean() - b.mean()) if a.size and b.size else math.nan
     if a.size < 2 or b.size < 2 or (a.std() == 0 and b.std() == 0):
-        return {"t": math.nan, "p_less": math.nan, "p_greater": math.nan}
+        return {"t": math.nan, "p_less": math.nan, "p_greater": math.nan, "difference": difference,
+                "ci": (math.nan, math.nan)}
     less = stats.ttest_ind(a, b, equal_var=False, alternative="less")
     greater = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
-    return {"t": float(less.statistic), "p_less": float(less.pvalue), "p_greater": float(greater.pvalue)}
+    two_sided = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    return {"t": float(less.statistic), "p_less": float(less.pvalue), "p_greater": float(greater.pvalue),
+            "difference": difference, "ci": (float(two_sided.low), float(two_sided.high))}
 
 
 def verdict(a: Sequence[float], b: Sequence[float], lower_is_better: bool, kind: str = "better",
@@ -162,9 +170,11 @@ def _row(claim: str, paper: str, measure: str, names: tuple[str, str], a: Sequen
          lower_is_better: bool, kind: str, factor: float = 1.0, digits: int = 2) -> dict:
     a, b = [v for v in a if v is not None], [v for v in b if v is not None]
     result, p = verdict(a, b, lower_is_better, kind)
+    test = welch(a, b)
     return {"claim": claim, "paper": paper, "measure": measure, "a": names[0], "b": names[1],
             "a_summary": summarize(a), "b_summary": summarize(b), "factor": factor, "digits": digits,
-            "lower_is_better": lower_is_better, "kind": kind, "p": p, "verdict": result}
+            "lower_is_better": lower_is_better, "kind": kind, "p": p, "verdict": result,
+            "difference": test["difference"], "ci": list(test["ci"])}
 
 
 def _values(results: Sequence[Mapping], key: str) -> list:
@@ -273,14 +283,29 @@ def _group(row: Mapping, which: str) -> str:
     return f"{row[which]}: {mean_std_text(row[which + '_summary'], row['factor'], row['digits'])}"
 
 
+def effect_text(row: Mapping) -> str:
+    """'-0.13 [-0.21, -0.05]': mean A - mean B with its 95 % Welch interval, in the measure's unit; '-' without
+    the numbers (rows stored before they were recorded, or an empty group)."""
+    difference, (low, high) = row.get("difference", math.nan), row.get("ci", (math.nan, math.nan))
+    if difference is None or not math.isfinite(difference):
+        return "-"
+    scale, digits = row["factor"], row["digits"]
+    text = f"{scale * difference:+.{digits}f}"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        text += f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+    return text
+
+
 def claims_markdown(rows: Sequence[Mapping]) -> str:
-    """The claims table: claim | paper (reported) | measure | ours A | ours B | p | verdict, then the rule."""
+    """The claims table: claim | paper (reported) | measure | ours A | ours B | A - B (95 % CI) | p | verdict,
+    then the rule."""
     cells, previous = [], None
     for r in rows:
         claim, previous = ("" if r["claim"] == previous else r["claim"]), r["claim"]
-        cells.append([claim, r["paper"], r["measure"], _group(r, "a"), _group(r, "b"), fmt(r["p"], digits=3),
-                      f"**{r['verdict']}**"])
-    header = ["claim", "paper (reported)", "measure", "ours", "compared with", "p (one-sided)", "verdict"]
+        cells.append([claim, r["paper"], r["measure"], _group(r, "a"), _group(r, "b"), effect_text(r),
+                      fmt(r["p"], digits=3), f"**{r['verdict']}**"])
+    header = ["claim", "paper (reported)", "measure", "ours", "compared with", "ours - compared with (95 % CI)",
+              "p (one-sided)", "verdict"]
     return markdown_table(header, cells) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
 
 

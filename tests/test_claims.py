@@ -30,6 +30,19 @@ def test_welch_matches_a_hand_computation():
     assert test["t"] == pytest.approx(t)
     assert test["p_less"] == pytest.approx(stats.t.cdf(t, df)) and test["p_greater"] == pytest.approx(stats.t.sf(t, df))
     assert math.isnan(welch([1.0], b)["p_less"]) and math.isnan(welch([1.0, 1.0], [1.0, 1.0])["p_less"])
+    half = stats.t.ppf(0.975, df) * math.sqrt(se2)
+    assert test["difference"] == pytest.approx(ma - mb)
+    assert test["ci"] == pytest.approx((ma - mb - half, ma - mb + half))
+    assert welch([1.0], b)["difference"] == pytest.approx(1.0 - mb) and math.isnan(welch([1.0], b)["ci"][0])
+
+
+def test_effect_text_scales_and_signs_the_difference():
+    from mcjepa.claims import effect_text
+
+    row = {"difference": -0.0431, "ci": [-0.0712, -0.015], "factor": 100.0, "digits": 1}
+    assert effect_text(row) == "-4.3 [-7.1, -1.5]"
+    assert effect_text({**row, "ci": [math.nan, math.nan]}) == "-4.3"
+    assert effect_text({"factor": 1.0, "digits": 2}) == "-"  # a row stored before the effect was recorded
 
 
 @pytest.mark.parametrize("a, b, lower, kind, expected", [
@@ -139,6 +152,8 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
     for seed in range(3):
         write_point(tmp_path, "vc", preset_vc, 1.5, 0.16, recipe=recipe, seed=seed, jf=0.45)
         write_point(tmp_path, "vc", 0.0, 2.0 + 0.1 * seed, 0.14, recipe=recipe, seed=seed, jf=0.40)
+    from mcjepa.claims import effect_text
+
     rows = claims(here(tmp_path))
     by_measure = {(r["claim"][:5], r["measure"]): r for r in rows}
     embedded = by_measure[("(i) M", "flow EPE (px), embedded")]
@@ -151,6 +166,7 @@ def test_claims_table_from_stored_results_and_points(tmp_path, monkeypatch):
     assert rows[-1]["verdict"] == "no verdict (0 values; 3 needed)"
     markdown = claims_markdown(rows)
     assert "| **contradicted** |" in markdown and "1.50 ± 0.02 (n=3)" in markdown and "Welch" in markdown
+    assert f"| {effect_text(embedded)} |" in markdown and embedded["ci"][0] > 0  # contradicted: MC-JEPA's EPE higher
     json_path, md_path = save_claims(rows, tmp_path / "out")
     assert json.loads(json_path.read_text())["rows"][0]["verdict"] == "contradicted" and md_path.read_text() == markdown
 
