@@ -226,7 +226,8 @@ def instability_row(points: Sequence[Mapping], preset_vc: float) -> dict:
     """Claim (iii) in the instability setting (mcjepa.ablations.INSTABILITY): how many runs the collapse guard
     stopped with VC (vc = `preset_vc`) and without (vc = 0), and at which steps. A count, not a test: the
     verdict says what was seen and the one-sided Fisher's exact test (it cannot reach 5 % with 3 runs per group:
-    its smallest p is then exactly 0.05)."""
+    its smallest p is then exactly 0.05; the full profile trains `reproduce.INSTABILITY_SEEDS`, 5 per group, where
+    it is 0.004)."""
     claim = "(iii) without the VC regulariser multi-task training is unstable or clearly worse"
     on = [p for p in points if float(p["value"]) == preset_vc]
     off = [p for p in points if float(p["value"]) == 0.0]

@@ -12,7 +12,14 @@ from mcjepa.data.registry import embedded_scene, flow_dataset
 from mcjepa.ablations import ABLATIONS, point_config, sweep_values
 from mcjepa.config import config_hash
 from mcjepa.experiments import Setting, ensure_runs, is_finished, run_dir, run_status
-from mcjepa.reproduce import FULL_SEEDS, SWEEP_NOTEBOOKS, check_profile, notebook_jobs, profile_runs
+from mcjepa.reproduce import (
+    FULL_SEEDS,
+    INSTABILITY_SEEDS,
+    SWEEP_NOTEBOOKS,
+    check_profile,
+    notebook_jobs,
+    profile_runs,
+)
 from tests.test_trainer import micro_config
 
 
@@ -40,17 +47,20 @@ def test_profiles_cover_the_main_runs_and_every_sweep_point_with_seeds():
     methods = [c.train.method for c in full]
     assert methods.count("m-jepa") == methods.count("vicreg") == methods.count("supervised") == len(FULL_SEEDS)
     sweeps = {name: len(spec.full_values) for name, spec in ABLATIONS.items()}
-    points = sum(sweeps.values()) + sweeps["vc"]  # the vc sweep twice: in the instability setting too
-    assert len(full) == 4 * len(FULL_SEEDS) + points * len(FULL_SEEDS)
+    points = sum(sweeps.values())  # and the vc sweep again in the instability setting, at 5 seeds (Fisher)
+    assert len(INSTABILITY_SEEDS) == 5
+    instability = sweeps["vc"] * len(INSTABILITY_SEEDS)
+    assert len(full) == 4 * len(FULL_SEEDS) + points * len(FULL_SEEDS) + instability
     # every preset value is in its sweep, so the base point of each sweep is notebook 03's MC-JEPA run
     unique = {config_hash(c) for c in full}
-    assert len(unique) == 4 * len(FULL_SEEDS) + (points - len(ABLATIONS)) * len(FULL_SEEDS)
+    assert len(unique) == 4 * len(FULL_SEEDS) + (points - len(ABLATIONS)) * len(FULL_SEEDS) + instability
     guarded = [c for c in full if c.train.min_feature_std > 0]
-    assert len(guarded) == sweeps["vc"] * len(FULL_SEEDS) and all(c.loss.regression == 1.0 for c in guarded)
+    assert len(guarded) == instability and all(c.loss.regression == 1.0 for c in guarded)
+    assert sorted({c.train.seed for c in guarded}) == list(INSTABILITY_SEEDS)
     # the claims' runs come first: the main runs, then vc (claim iii), its instability setting, cycle (claim iv)
     assert [c.train.method for c in full[:12]] == ["mc-jepa", "m-jepa", "vicreg", "supervised"] * 3
     assert config_hash(full[12]) == config_hash(point_config("vc", 0.0, Setting("tiny", seed=0)))
-    cycle = 12 + 2 * sweeps["vc"] * len(FULL_SEEDS)
+    cycle = 12 + sweeps["vc"] * len(FULL_SEEDS) + instability
     assert full[cycle].loss.cycle == 0.0 and full[cycle - 1].train.min_feature_std > 0
     assert all(c.total_steps == tiny().total_steps for c in full)
 
@@ -70,6 +80,7 @@ def test_notebook_jobs_per_profile(tmp_path):
     assert {"coef": 0.3, "seed": 2} in cycle
     vc = [p for name, p in full if name == "07_ablation_vc"]
     assert {"vc": 0.0, "seed": 1, "instability": True} in vc and {"vc": 0.0, "seed": 1} in vc
+    assert {"vc": 0.0, "seed": 4, "instability": True} in vc and {"vc": 0.0, "seed": 4} not in vc
     smoke = dict(notebook_jobs("smoke", tmp_path))
     assert smoke["04_ablation_cycle"]["runs_dir"] == str(tmp_path / "runs") and smoke["01_train_m_jepa"]["epochs"] == 1
     with pytest.raises(ValueError, match="unknown profile"):
