@@ -6,7 +6,8 @@
 Rows, each measured in this run on the embedded evaluation data of the tiny preset:
 - raw colour (no network: the RGB average-pooled at the features' strides), the untrained encoder (one per
   training seed: its initialisation), the supervised ceiling (`train.method="supervised"`), the true labels
-  (the protocol's bound: the one-hot labels pooled to the features' grid, `references.label_features`), and
+  (the protocol's reference: the one-hot labels pooled to the features' grid, `references.label_features`),
+  and
   the methods;
 - per row and training seed: the linear probe's mIoU under `--probe-seeds` probe seeds (the same features;
   their spread is the probe's own noise) and the J&F of label propagation;
@@ -146,7 +147,7 @@ def render(out: Path) -> None:
         text = f"{item['mean']:.1f}" + (f" +- {item['sd']:.1f}" if math.isfinite(number(item["sd"])) else "")
         share = number(item["range"])
         if row == TRUE_LABELS:
-            text += " (bound)"
+            text += " (reference)"
         elif row not in FLOORS:
             text += (f" ({100 * share:.0f} %)" if share >= 0 else " (below the best floor)") if math.isfinite(share) \
                 else " (-)"
@@ -156,7 +157,7 @@ def render(out: Path) -> None:
         if row in FLOORS:
             return "floor"
         if row == TRUE_LABELS:
-            return "the protocol's bound"
+            return "the labels through the protocol"
         if len(table[row][metric]["values"]) < 2:
             return "n = 1: no test"
         ps = {f: number(p) for f, p in table[row][metric]["p_above"].items()}
@@ -173,10 +174,11 @@ def render(out: Path) -> None:
     span = {m: table[SUPERVISED][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
     lines += ["", f"ceiling minus the best floor: probe mIoU {span['miou']:.1f} points, J&F {span['jf']:.1f} points; "
               f"wall time {record['seconds']:.0f} s"]
-    if TRUE_LABELS in table:  # records written before the bound was measured lack it
-        bound = {m: table[TRUE_LABELS][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
-        lines += [f"the largest range any encoder could reach here (true labels minus the best floor): probe mIoU "
-                  f"{bound['miou']:.1f} points, J&F {bound['jf']:.1f} points"]
+    if TRUE_LABELS in table:  # records written before the reference was measured lack it
+        labels = {m: table[TRUE_LABELS][m]["mean"] - max(table[f][m]["mean"] for f in FLOORS) for m in ("miou", "jf")}
+        lines += [f"true labels (one-hot, pooled to the features' grid) minus the best floor: probe mIoU "
+                  f"{labels['miou']:.1f} points, J&F {labels['jf']:.1f} points (what the grid and the instrument "
+                  f"leave to an encoder that reports the labels)"]
     text = "\n".join(lines) + "\n"
     print(text)
     with atomic_write(out / "content.md", "w") as handle:
@@ -186,7 +188,7 @@ def render(out: Path) -> None:
 
 def plot(table: dict, rows: list[str], path: Path) -> None:
     """Two panels (probe mIoU, J&F): a bar per encoder (mean, sd as error bar, the seeds as dots), the floors
-    and the ceiling as horizontal lines, the true labels' bound as its own bar."""
+    and the ceiling as horizontal lines, the true labels' reference as its own bar."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.8), layout="constrained")
@@ -203,7 +205,7 @@ def plot(table: dict, rows: list[str], path: Path) -> None:
         for r, style in ((RAW_COLOUR, ":"), (UNTRAINED, "--"), (SUPERVISED, "-")):
             ax.axhline(table[r][metric]["mean"], color="0.3", ls=style, lw=0.8)
         ax.set_xticks(range(len(rows)), rows, rotation=20, ha="right", fontsize=8)
-        ax.set_title(title + " (grey: floors, green: ceiling, olive: the protocol's bound)", fontsize=9)
+        ax.set_title(title + " (grey: floors, green: ceiling, olive: true labels)", fontsize=9)
         ax.set_ylim(0, 100)
     fig.savefig(path, dpi=100)
 

@@ -201,7 +201,7 @@ def before_kernels():
 
 def depthwise_variants(pairs: int, crop: tuple[int, int], images: int, view: tuple[int, int]):
     """Every depthwise convolution of the tiny encoder in one training step: each ConvNeXt block's on the
-    2 * pairs frames at `crop` and on the 2 * images views at `view` (random inputs, trained-like weights)."""
+    2 * pairs frames at `crop` and on the 2 * images views at `view` (random inputs, the weights at initialisation)."""
     torch.manual_seed(0)
     encoder = MCJEPA(tiny().model).encoder
     g = torch.Generator().manual_seed(3)

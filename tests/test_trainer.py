@@ -200,3 +200,19 @@ def test_the_convex_upsampler_trains_at_the_flow_learning_rate():
         parts = {names[id(p)].split(".", 1)[0] for p in group["params"]}
         assert ("upsampler" in parts) <= (group["lr"] == 1e-4), (group["name"], parts)
     assert any("upsampler" in {names[id(p)].split(".", 1)[0] for p in g["params"]} for g in param_groups(model, cfg))
+
+
+def test_resumed_optimiser_keeps_the_fused_kernel():
+    """A state saved by the per-parameter AdamW (checkpoints before the fused one) must not switch it off."""
+    from mcjepa.train.schedule import build_optimizer, load_optimizer_state, param_groups
+
+    cfg = tiny()
+    model = torch.nn.Linear(3, 2)
+    old = torch.optim.AdamW(param_groups(model, cfg))  # fused=None: the per-parameter loop on the CPU
+    model(torch.randn(4, 3)).sum().backward()
+    old.step()
+    optimizer, _ = build_optimizer(model, cfg)
+    assert all(group["fused"] for group in optimizer.param_groups)
+    load_optimizer_state(optimizer, old.state_dict())
+    assert all(group["fused"] for group in optimizer.param_groups)
+    assert torch.equal(optimizer.state[model.weight]["exp_avg"], old.state[model.weight]["exp_avg"])

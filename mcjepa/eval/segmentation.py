@@ -211,7 +211,8 @@ def linear_probe_segmentation(
 
     Args:
         feature_fn: images (B,3,H,W) -> features (B,C,h,w); called under no_grad, never trained.
-        train_dataset, val_dataset: samples {"image" (3,H,W), "label" (H,W) int64 (255 = ignore)}.
+        train_dataset, val_dataset: samples {"image" (3,H,W) (or any (C,H,W) `feature_fn` reads, e.g. the one-hot
+            labels of `references.OneHotLabels`), "label" (H,W) int64 (255 = ignore)}.
         num_classes: K (labels in [0, K) or ignore).
     Returns:
         dict(miou, per_class_iou (list, NaN = absent), pixel_acc, confusion (K,K) tensor,

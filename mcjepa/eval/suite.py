@@ -36,11 +36,11 @@ class RawColour:
 
 @dataclass(frozen=True)
 class TrueLabels:
-    """Stands for a run in `evaluate_run`: the protocol's bound, the probe and the propagation reading the one-hot
+    """Stands for a run in `evaluate_run`: the protocol's reference, the probe and the propagation reading the one-hot
     maps of the evaluation's own labels (`references.label_features`) on the evaluation data of `config`."""
 
     config: Config
-    name: str = "true labels (the protocol's bound)"
+    name: str = "true labels (the protocol's reference)"
 
 
 def zero_flow_metrics(dataset, max_samples: int | None = None) -> dict:
@@ -62,7 +62,7 @@ def fit_probe(features, dataset: str, cfg: Config, root: str | None = None, prog
     """
     spec = eval_spec("segmentation", dataset)
     train, val, classes = segmentation_datasets(dataset, root, cfg)
-    if true_labels:  # the protocol's bound: the images replaced by their labels' one-hot maps
+    if true_labels:  # the protocol's reference: the images replaced by their labels' one-hot maps
         train, val = OneHotLabels(train, classes), OneHotLabels(val, classes)
     probe = linear_probe_segmentation(features(spec.features), train, val, classes,
                                       LinearProbeConfig(progress=progress, seed=seed,
@@ -74,7 +74,7 @@ def evaluate_run(run: str | Path, tasks=TASKS, flow_dataset: str = "embedded", s
                  video: str = "embedded", roots: dict | None = None, progress: bool = True,
                  davis_kwargs: dict | None = None, probe_seed: int = 0) -> dict:
     """{task: metrics} for the checkpoint of `run` (a run folder or checkpoint file), or for the raw-colour
-    floor when `run` is `RawColour(config)` and for the protocol's bound when it is `TrueLabels(config)` (content
+    floor when `run` is `RawColour(config)` and for the protocol's reference when it is `TrueLabels(config)` (content
     tasks only). The probe and the propagation read the
     features the evaluation dataset names (`EvalDataset.features`); `probe_seed` re-seeds the probe alone."""
     unknown = set(tasks) - set(TASKS)

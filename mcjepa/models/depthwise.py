@@ -12,8 +12,11 @@ On maps smaller than the kernel (the stride-32 stage of a 64x64 view is 2x2) onl
 those taps (the same sums), and their gradient is exactly zero.
 
 The outputs and gradients equal `nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim)`'s up to float rounding
-(tests/test_depthwise.py against autograd through `F.conv2d`). On other devices the module is that
-`nn.Conv2d` unchanged (cuDNN's depthwise backward is fast).
+(tests/test_depthwise.py against autograd through `F.conv2d`). Two differences: the backward is not itself
+differentiable (no double backward, `once_differentiable`), and under CPU bf16 autocast the forward runs in
+bf16 while the gradients are computed in float32 from the saved float32 input and weight (the gradient of the
+unrounded convolution, closer to float32's than autocast's own). On other devices, and without gradients, the
+module is that `nn.Conv2d` unchanged (cuDNN's depthwise backward is fast).
 """
 
 from __future__ import annotations

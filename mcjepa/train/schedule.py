@@ -36,6 +36,15 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 FUSED_ADAMW = True
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping the optimiser's own `fused` choice: a state saved by the
+    per-parameter AdamW (checkpoints from before `FUSED_ADAMW`) would otherwise switch the fused kernel off."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, choice in zip(optimizer.param_groups, fused):
+        group["fused"] = choice
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Config):
     """AdamW over `param_groups` (fused: `FUSED_ADAMW`) and its warm-up + cosine `LambdaLR`."""
     optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.999), fused=FUSED_ADAMW)

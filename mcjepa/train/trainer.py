@@ -41,7 +41,7 @@ from .checkpoint import RESUME_KEYS, save_checkpoint, set_rng_state
 from .distributed import (barrier, check_replicas, gather_batch, init_distributed, is_main, local_rank, mean_over_ranks,
                           per_rank)
 from .metrics_log import MetricsLog, truncate_metrics
-from .schedule import build_optimizer
+from .schedule import build_optimizer, load_optimizer_state
 
 
 class TrainingDiverged(RuntimeError):
@@ -215,7 +215,7 @@ def resume_state(path: Path, cfg: Config, model: nn.Module, optimizer, scheduler
         raise ValueError(f"{path}: the checkpoint was trained with a different config "
                          f"(sections {changed}); resume with the same config or use a new --out")
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    load_optimizer_state(optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["step"], state["rng"]
 
