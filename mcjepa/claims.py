@@ -16,6 +16,11 @@ by a significantly worse A. With fewer than 2 seeds in a group there is no verdi
 The method runs (M-JEPA, VICReg, MC-JEPA at each seed) are evaluated once and stored as
 `figures_dir/claims/runs/<method>_seed<seed>.json`, reused while the run's config hash and the evaluation
 datasets are the same (`result_cache`). A `Setting` (mcjepa.experiments) says which recipe and folders.
+
+The content rows are read against the reference rows of `eval.references` at the same seeds (raw colour and the
+untrained encoder as floors, the supervised ceiling at tiny scale; `reference_result`, stored beside the methods'
+as `reference-<name>_seed<seed>.json` by the full profile): each content row carries their summaries and the
+fraction of the floor-to-ceiling range each group covers (`references_markdown`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from scipy import stats
 
 from .ablations import EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, recipe_hash, summarize
 from .data.registry import SCALE_DATASETS, eval_roots
-from .eval.suite import evaluate_run
+from .eval.compare import untrained_run
+from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED, range_fraction
+from .eval.suite import RawColour, evaluate_run
 from .config import config_hash
 from .experiments import Setting, check_integer, ensure_run, is_finished, run_dir
 from .report import fmt, load_json, markdown_table, mean_std_text, save_json
@@ -50,6 +57,7 @@ METHODS = ("m-jepa", "vicreg", "mc-jepa")
 TASKS = {"m-jepa": ("flow", "segmentation", "davis"), "vicreg": ("segmentation", "davis"),
          "mc-jepa": ("flow", "segmentation", "davis")}
 RESULT_FORMAT = 2  # 2: the probe reads the stride-8/16/32 features of 384 stills (data.registry EMBEDDED_EVAL)
+REFERENCES = (RAW_COLOUR, UNTRAINED, SUPERVISED)  # floors, then the ceiling (tiny scale only: dense labels)
 
 
 # ------------------------------------------------------------------------------------------- method runs
@@ -99,6 +107,65 @@ def method_result(method: str, setting: Setting, train: bool = True) -> dict | N
               "segmentation": results.get("segmentation", {}), "davis": results.get("davis", {}),
               "created": datetime.datetime.now().isoformat(timespec="seconds")}
     return store_result(result, path, "stored evaluation")
+
+
+def reference_result(name: str, setting: Setting, compute: bool = False) -> dict | None:
+    """The stored content evaluation (probe mIoU and J&F, fractions) of reference `name` (`REFERENCES`) at the
+    seed of `setting`: raw colour and the untrained encoder of the MC-JEPA config, the finished supervised run
+    (tiny scale only). Stored as `result_path("reference-<name>", seed)`, reused while the config hash and the
+    evaluation datasets are the same. Missing: measured when `compute` (a missing supervised run is not
+    trained: None), else None. Raises ValueError for an unknown name."""
+    if name not in REFERENCES:
+        raise ValueError(f"unknown reference {name!r}; the claims read {REFERENCES}")
+    if name == SUPERVISED and setting.scale != "tiny":
+        return None  # the supervised ceiling trains on the embedded stills' class maps
+    cfg = setting.config("supervised" if name == SUPERVISED else "mc-jepa")
+    datasets = {task: EVAL_DATASETS[setting.scale][task] for task in ("segmentation", "davis")}
+    path = result_path("reference-" + name.replace(" ", "-"), cfg.train.seed, setting.figures_dir)
+    stored = cached_result(path, {"format": RESULT_FORMAT, "config_hash": config_hash(cfg),
+                                  "eval_datasets": datasets}, what="stored evaluation")
+    if stored is not None or not compute:
+        return stored
+    if name == RAW_COLOUR:
+        run = RawColour(cfg)
+    elif name == UNTRAINED:
+        run = untrained_run(cfg, setting.runs)
+    else:
+        run = run_dir(cfg, setting.runs)
+        if not is_finished(run, cfg):
+            return None
+    results = evaluate_run(run, tasks=("segmentation", "davis"), seg_dataset=datasets["segmentation"],
+                           video=datasets["davis"], roots=eval_roots(setting.data_roots), progress=setting.progress)
+    result = {"format": RESULT_FORMAT, "reference": name, "seed": cfg.train.seed, "scale": setting.scale,
+              "config_hash": config_hash(cfg), "eval_datasets": datasets,
+              "miou": results["segmentation"]["miou"], "jf": results["davis"]["JF_mean"],
+              "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    return store_result(result, path, "stored evaluation")
+
+
+def reference_results(seeds: Sequence[int], setting: Setting, compute: bool = False) -> dict[str, list[dict]]:
+    """{reference: [stored results over `seeds`]} (`reference_result`; missing ones left out)."""
+    out = {}
+    for name in REFERENCES:
+        found = [reference_result(name, setting.replace(seed=seed), compute) for seed in seeds]
+        out[name] = [r for r in found if r is not None]
+    return out
+
+
+def with_references(row: dict, references: Mapping[str, Sequence[Mapping]], key: str) -> dict:
+    """`row` (a content row: `key` "miou" or "jf") with "references" ({reference: summarize(values)}) and
+    "range" ({"a", "b"}: the fraction of the floor-to-ceiling range each group's mean covers,
+    `references.range_fraction`; NaN without both floors and the ceiling)."""
+    summaries = {name: summarize([r.get(key) for r in references.get(name, [])]) for name in REFERENCES}
+    row["references"] = summaries
+    floors = [summaries[name]["mean"] for name in (RAW_COLOUR, UNTRAINED)]
+    ceiling = summaries[SUPERVISED]["mean"]
+    row["range"] = {}
+    for group in ("a", "b"):
+        mean = row[group + "_summary"]["mean"]
+        usable = mean is not None and ceiling is not None and None not in floors
+        row["range"][group] = range_fraction(mean, floors, ceiling) if usable else math.nan
+    return row
 
 
 def method_results(seeds: Sequence[int], setting: Setting, train: bool = False) -> dict[str, list[dict]]:
@@ -189,18 +256,19 @@ def claims(setting: Setting, seeds: Sequence[int] = (0, 1, 2), train: bool = Fal
     "p" (one-sided Welch p that a is better), "verdict"}. With `train=True` missing method runs are trained
     and evaluated first."""
     runs = method_results(seeds, setting, train=train)
+    references = reference_results(seeds, setting, compute=train)
     mc, m, vic = runs["mc-jepa"], runs["m-jepa"], runs["vicreg"]
     rows = []
     for name in SCALE_DATASETS[setting.scale]["flow"]:
         rows.append(_row("(i) MC-JEPA's flow is at least as good as M-JEPA's", "KITTI-15 EPE 2.67 vs 3.01",
                          f"flow EPE (px), {name}", ("MC-JEPA", "M-JEPA"), _values(mc, f"epe/{name}"),
                          _values(m, f"epe/{name}"), True, "not worse"))
-    rows.append(_row("(ii) MC-JEPA's content features beat VICReg's", "VOC mIoU 67.1 vs 60.1",
-                     "linear-probe mIoU (%)", ("MC-JEPA", "VICReg"), _values(mc, "miou"), _values(vic, "miou"),
-                     False, "better", 100.0, 1))
-    rows.append(_row("(ii) MC-JEPA's content features beat VICReg's", "DAVIS J&F 70.5 vs 58.1",
-                     "label-propagation J&F (%)", ("MC-JEPA", "VICReg"), _values(mc, "jf"), _values(vic, "jf"),
-                     False, "better", 100.0, 1))
+    rows.append(with_references(_row("(ii) MC-JEPA's content features beat VICReg's", "VOC mIoU 67.1 vs 60.1",
+                                     "linear-probe mIoU (%)", ("MC-JEPA", "VICReg"), _values(mc, "miou"),
+                                     _values(vic, "miou"), False, "better", 100.0, 1), references, "miou"))
+    rows.append(with_references(_row("(ii) MC-JEPA's content features beat VICReg's", "DAVIS J&F 70.5 vs 58.1",
+                                     "label-propagation J&F (%)", ("MC-JEPA", "VICReg"), _values(mc, "jf"),
+                                     _values(vic, "jf"), False, "better", 100.0, 1), references, "jf"))
 
     figures_dir, recipe = setting.figures_dir, recipe_hash(setting)
     preset = base_config(setting.replace(seed=0))
@@ -214,8 +282,8 @@ def claims(setting: Setting, seeds: Sequence[int] = (0, 1, 2), train: bool = Fal
             ("miou", "VOC mIoU 67.1 vs 47.3", "linear-probe mIoU (%)", False, 100.0, 1),
             ("jf", "DAVIS J&F 70.5 vs 37.8", "label-propagation J&F (%)", False, 100.0, 1),
             ("feat_std_min_all", "unstable without VC (reported)", "lowest per-level feature std", False, 1.0, 3)):
-        rows.append(_row(claim, paper, measure, names, _values(on, key), _values(off, key), lower, "better",
-                         factor, digits))
+        row = _row(claim, paper, measure, names, _values(on, key), _values(off, key), lower, "better", factor, digits)
+        rows.append(with_references(row, references, key) if key in ("miou", "jf") else row)
     guarded = collect("vc", figures_dir, recipe_hash(setting, INSTABILITY))
     rows.append(instability_row(guarded, preset.loss.vc))
     rows.append(cycle_claim(collect("cycle", figures_dir, recipe)))
@@ -307,7 +375,27 @@ def claims_markdown(rows: Sequence[Mapping]) -> str:
                       fmt(r["p"], digits=3), f"**{r['verdict']}**"])
     header = ["claim", "paper (reported)", "measure", "ours", "compared with", "ours - compared with (95 % CI)",
               "p (one-sided)", "verdict"]
-    return markdown_table(header, cells) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+    references = references_markdown(rows)
+    return (markdown_table(header, cells) + f"\n\nVerdict rule: {VERDICT_RULE}\n"
+            + (f"\n{references}" if references else ""))
+
+
+def references_markdown(rows: Sequence[Mapping]) -> str:
+    """The content rows against their references: measure | groups | raw colour | untrained | supervised | the
+    share of the floor-to-ceiling range each group covers. Empty when no row has references."""
+    cells = []
+    for r in rows:
+        if not any(summary.get("n") for summary in r.get("references", {}).values()):
+            continue
+        refs = [mean_std_text(r["references"][name], r["factor"], r["digits"]) for name in REFERENCES]
+        shares = [f"{r[g]}: " + ("-" if not math.isfinite(number) else f"{100 * number:.0f} %")
+                  for g, number in (("a", r["range"]["a"]), ("b", r["range"]["b"]))]
+        cells.append([r["measure"], f"{r['a']} / {r['b']}", *refs, ", ".join(shares)])
+    if not cells:
+        return ""
+    header = ["measure", "groups", *REFERENCES, "share of the floor-to-ceiling range (0 % = best floor)"]
+    return ("Content references (the same seeds; raw colour and untrained are the floors, supervised the "
+            "ceiling):\n\n" + markdown_table(header, cells) + "\n")
 
 
 def save_claims(rows: Sequence[Mapping], folder: str | Path) -> tuple[Path, Path]:

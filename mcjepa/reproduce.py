@@ -36,7 +36,7 @@ from typing import Iterator
 import torch
 
 from .ablations import ABLATIONS, INSTABILITY, point_config, sweep_values, training_order
-from .claims import METHODS, method_result, stale_evaluations
+from .claims import METHODS, REFERENCES, method_result, reference_result, stale_evaluations
 from .cluster import LAUNCHERS, ClusterOptions, ensure_runs_on_cluster, load_options
 from .config import Config
 from .experiments import Setting, ensure_runs, is_finished, run_config, run_dir, stopped
@@ -226,13 +226,23 @@ def _evaluate_method(method: str, seed: int, scale: str, data_roots: dict | None
     return f"{method} seed {seed}" + ("" if found else ": not trained, left out")
 
 
+def _evaluate_reference(name: str, seed: int, scale: str, data_roots: dict | None) -> str:
+    torch.set_num_threads(1)
+    setting = Setting(scale, seed=seed, data_roots=data_roots or {}, progress=False)
+    found = reference_result(name, setting, compute=True)
+    return f"{name} seed {seed}" + ("" if found else ": not available, left out")
+
+
 def evaluate_methods(seeds, workers: int, scale: str = "tiny", data_roots: dict | None = None) -> None:
-    """The claims' stored evaluations of every trained method run (`mcjepa.claims.method_result`), `workers`
-    at a time in their own processes."""
-    jobs = [(method, seed, scale, data_roots) for seed in seeds for method in METHODS]
+    """The claims' stored evaluations of every trained method run (`mcjepa.claims.method_result`) and of the
+    content references at the same seeds (`mcjepa.claims.reference_result`), `workers` at a time in their own
+    processes."""
+    jobs = [(_evaluate_method, method, seed) for seed in seeds for method in METHODS]
+    jobs += [(_evaluate_reference, name, seed) for seed in seeds for name in REFERENCES]
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
-        for done in futures.as_completed([pool.submit(_evaluate_method, *job) for job in jobs]):
+        submitted = [pool.submit(fn, name, seed, scale, data_roots) for fn, name, seed in jobs]
+        for done in futures.as_completed(submitted):
             print(f"evaluated {done.result()}", flush=True)
 
 

@@ -203,3 +203,39 @@ def test_the_demo_redraws_the_committed_claims_only_when_they_are_current(tmp_pa
             stored = method_result(method, Setting("tiny", seed=seed, runs_dir=tmp_path, progress=False),
                                    train=False)  # no run here: the stored file
             assert (stored is None) == (f"{method} seed {seed}" in stale)
+
+
+def test_reference_results_are_measured_once_by_the_profile_and_only_read_by_the_table(tmp_path, monkeypatch):
+    from mcjepa.claims import reference_result
+
+    fake = FakeEvaluation(monkeypatch, finished=False)
+    monkeypatch.setattr(claims_module, "untrained_run", lambda cfg, runs: tmp_path / "runs" / "untrained-x")
+    assert reference_result("raw colour", here(tmp_path)) is None and fake.calls == []  # the table only reads
+    raw = reference_result("raw colour", here(tmp_path), compute=True)
+    assert (raw["miou"], raw["jf"]) == (0.16, 0.4) and fake.calls == [(("segmentation", "davis"), "embedded")]
+    assert raw["config_hash"] == config_hash(run_config("tiny", "mc-jepa", {}, seed=0))
+    assert reference_result("raw colour", here(tmp_path)) == raw  # stored, read back
+    assert result_path("reference-raw-colour", 0, tmp_path).is_file()
+    assert reference_result("untrained", here(tmp_path, 2), compute=True)["seed"] == 2
+    assert reference_result("supervised", here(tmp_path), compute=True) is None  # not trained: not trained here
+    assert fake.trained == []
+    assert reference_result("supervised", Setting("paper", figures_dir=tmp_path), compute=True) is None
+    with pytest.raises(ValueError, match="unknown reference"):
+        reference_result("oracle", here(tmp_path))
+
+
+def test_content_rows_carry_their_references_and_range_shares():
+    from mcjepa.claims import references_markdown, with_references
+
+    row = {"a": "MC-JEPA", "b": "VICReg", "measure": "label-propagation J&F (%)", "factor": 100.0, "digits": 1,
+           "a_summary": {"mean": 0.6, "n": 2}, "b_summary": {"mean": 0.3, "n": 2}}
+    references = {"raw colour": [{"jf": 0.2}, {"jf": 0.2}], "untrained": [{"jf": 0.4}, {"jf": 0.4}],
+                  "supervised": [{"jf": 0.75}, {"jf": 0.85}]}
+    with_references(row, references, "jf")
+    assert row["references"]["supervised"]["mean"] == pytest.approx(0.8)
+    assert row["range"]["a"] == pytest.approx(0.5) and row["range"]["b"] == pytest.approx(-0.25)  # (0.3 - 0.4) / 0.4
+    text = references_markdown([row])
+    assert "| 20.0 ± 0.0 (n=2) | 40.0 ± 0.0 (n=2) | 80.0 ± 7.1 (n=2) | MC-JEPA: 50 %, VICReg: -25 % |" in text
+    no_ceiling = with_references(dict(row), {"raw colour": references["raw colour"]}, "jf")
+    assert math.isnan(no_ceiling["range"]["a"])
+    assert references_markdown([with_references(dict(row), {}, "jf")]) == ""  # nothing stored: no table
