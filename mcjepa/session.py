@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 
 from .config import Config
 from .eval.compare import untrained_run
-from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED
-from .eval.suite import RawColour
+from .eval.references import RAW_COLOUR, SUPERVISED, TRUE_LABELS, UNTRAINED
+from .eval.suite import RawColour, TrueLabels
 from .experiments import Setting, check_non_negative
 from .models.checkpoint import load_model
 from .report import dict_table, save_and_show, save_json, show_markdown
@@ -86,13 +86,14 @@ class Session:
     def reference_runs(self, base: Config) -> dict:
         """The reference rows of a content table, {label: run}: the supervised ceiling (trained and cached like
         any run, from the session's preset and schedule; only where the training stills have class maps, i.e.
-        the embedded data), the untrained encoder of `base`'s architecture and the raw-colour floor on `base`'s
-        evaluation data (`mcjepa.eval.references`)."""
+        the embedded data), the untrained encoder of `base`'s architecture, the raw-colour floor and the
+        true labels (the protocol's reference) on `base`'s evaluation data (`mcjepa.eval.references`)."""
         rows = {}
         if base.data.image_dataset == "embedded":
             rows[SUPERVISED] = self.run(self.config("supervised"))
         rows[UNTRAINED] = untrained_run(base, self.setting.runs_dir)
         rows[RAW_COLOUR] = RawColour(base)
+        rows[TRUE_LABELS] = TrueLabels(base)
         return rows
 
     @staticmethod

@@ -207,14 +207,17 @@ def test_add_range_fraction_per_dataset_and_the_no_network_backbone():
     results = {"raw colour": {"embedded": {"miou": 0.2}, "other": {"miou": 0.1}},
                "untrained": {"embedded": {"miou": 0.4}, "other": {"miou": 0.2}},
                "supervised": {"embedded": {"miou": 0.8}},
-               "VICReg": {"embedded": {"miou": 0.6}, "other": {"miou": 0.3}}}
+               "VICReg": {"embedded": {"miou": 0.6}, "other": {"miou": 0.3}},
+               "true labels": {"embedded": {"miou": 0.9}}}
     add_range_fraction(results, "miou")
+    assert results["true labels"]["embedded"]["range"] == pytest.approx(1.25)  # beyond the ceiling
     assert results["VICReg"]["embedded"]["range"] == pytest.approx(0.5)
     assert results["raw colour"]["embedded"]["range"] == pytest.approx(-0.5)
     assert math.isnan(results["VICReg"]["other"]["range"])  # no ceiling on that dataset
     rows = paper_table_rows(results, "segmentation", "tiny")
     backbones = {label.split(": ")[1].split(" [")[0]: row["backbone"] for label, row in rows.items()}
     assert backbones["raw colour"] == "- (no network)" and backbones["VICReg"] == "ConvNeXt (tiny)"
+    assert backbones["true labels"] == "- (the labels)"
 
 
 def test_one_hot_labels_and_masks_hand_case():

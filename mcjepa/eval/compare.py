@@ -38,7 +38,7 @@ from ..report import fmt, is_number, markdown_table
 from ..utils import atomic_torch_save, atomic_write, resolve_dir
 from . import suite
 from .classical import CLASSICAL_FLOW, classical_flow_results
-from .references import FLOORS, RAW_COLOUR, SUPERVISED, range_fraction
+from .references import FLOORS, RAW_COLOUR, SUPERVISED, TRUE_LABELS, range_fraction
 
 TASKS = EVAL_TASKS
 # Views of the registry (mcjepa.data.registry.EVAL_DATASETS), task -> {evaluation dataset: column of the paper's
@@ -158,7 +158,8 @@ def paper_table_rows(results: Mapping[str, Mapping[str, Mapping]], task: str, sc
     The headline metric (EPE; mIoU and J&F x100) of each dataset goes to its paper column: the dataset's own
     at paper scale (`PAPER_COLUMNS`), the one it stands in for at tiny scale (`STAND_INS`, named in the
     label). Datasets without a column are left out; a method with none is left out. The backbone cell is
-    `backbones[method]` if given, else "ConvNeXt (<scale>)" ("- (no network)" for the raw-colour floor).
+    `backbones[method]` if given, else "ConvNeXt (<scale>)" ("- (no network)" for the raw-colour floor, "- (the
+    labels)" for the true-labels reference).
     """
     _check_task(task)
     metric, factor = HEADLINE[task]
@@ -175,7 +176,7 @@ def paper_table_rows(results: Mapping[str, Mapping[str, Mapping]], task: str, sc
                 stand_ins.append(f"{SHORT_COLUMN[column]} col. = {dataset}")
         if row:
             label = f"ours ({scale}): {method}" + (f" [{', '.join(stand_ins)}]" if stand_ins else "")
-            default = "- (no network)" if method == RAW_COLOUR else f"ConvNeXt ({scale})"
+            default = {RAW_COLOUR: "- (no network)", TRUE_LABELS: "- (the labels)"}.get(method, f"ConvNeXt ({scale})")
             rows[label] = {**row, "backbone": (backbones or {}).get(method, default)}
     return rows
 
