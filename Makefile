@@ -25,7 +25,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m mcjepa.reproduce run --profile tiny
 
-# The full reproduction: every method and sweep point with 3 seeds (hours on 2 cores; resumable, see README).
+# The full reproduction: every method and sweep point with 3 seeds, the instability setting with 5 (hours on 2
+# cores; resumable, see README).
 reproduce: setup
 	$(PY) -m mcjepa.reproduce run --profile full
 

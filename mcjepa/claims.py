@@ -114,7 +114,10 @@ def reference_result(name: str, setting: Setting, compute: bool = False) -> dict
     seed of `setting`: raw colour and the untrained encoder of the MC-JEPA config, the finished supervised run
     (tiny scale only). Stored as `result_path("reference-<name>", seed)`, reused while the config hash and the
     evaluation datasets are the same. Missing: measured when `compute` (a missing supervised run is not
-    trained: None), else None. Raises ValueError for an unknown name."""
+    trained: None; the full profile trains it), else None. The probe is read at probe seed 0 (bench_content
+    averages 3 probe seeds, so its raw colour reads 24.2 where this reads 24.4). Stale or missing reference
+    files only drop the references table; `stale_evaluations` checks the methods' files. Raises ValueError for
+    an unknown name."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference {name!r}; the claims read {REFERENCES}")
     if name == SUPERVISED and setting.scale != "tiny":
@@ -143,11 +146,17 @@ def reference_result(name: str, setting: Setting, compute: bool = False) -> dict
     return store_result(result, path, "stored evaluation")
 
 
+def reference_seeds(name: str, seeds: Sequence[int]) -> list[int]:
+    """The seeds a reference is evaluated at: all of `seeds`, but only the first for raw colour (no network, no
+    seed: its value is the same at every seed, and repeating it would show a spread of zero as if measured)."""
+    return list(seeds[:1]) if name == RAW_COLOUR else list(seeds)
+
+
 def reference_results(seeds: Sequence[int], setting: Setting, compute: bool = False) -> dict[str, list[dict]]:
-    """{reference: [stored results over `seeds`]} (`reference_result`; missing ones left out)."""
+    """{reference: [stored results over `reference_seeds`]} (`reference_result`; missing ones left out)."""
     out = {}
     for name in REFERENCES:
-        found = [reference_result(name, setting.replace(seed=seed), compute) for seed in seeds]
+        found = [reference_result(name, setting.replace(seed=seed), compute) for seed in reference_seeds(name, seeds)]
         out[name] = [r for r in found if r is not None]
     return out
 
@@ -308,6 +317,7 @@ def instability_row(points: Sequence[Mapping], preset_vc: float) -> dict:
     test = stats.fisher_exact([[stopped_off, len(off) - stopped_off], [stopped_on, len(on) - stopped_on]],
                               alternative="greater") if on and off else None
     row["p"] = float(test.pvalue) if test is not None else math.nan
+    row["ci"] = [math.nan, math.nan]  # a t interval on 0/1 outcomes can leave [-1, 1]: the difference alone
     seen = f"collapse in {stopped_off} of {len(off)} runs without VC{where}, {stopped_on} of {len(on)} with VC"
     if not on or not off:
         row["verdict"] = f"no verdict ({seen})"
@@ -388,7 +398,7 @@ def references_markdown(rows: Sequence[Mapping]) -> str:
         if not any(summary.get("n") for summary in r.get("references", {}).values()):
             continue
         refs = [mean_std_text(r["references"][name], r["factor"], r["digits"]) for name in REFERENCES]
-        shares = [f"{r[g]}: " + ("-" if not math.isfinite(number) else f"{100 * number:.0f} %")
+        shares = [f"{r[g]}: " + ("-" if number is None or not math.isfinite(number) else f"{100 * number:.0f} %")
                   for g, number in (("a", r["range"]["a"]), ("b", r["range"]["b"]))]
         cells.append([r["measure"], f"{r['a']} / {r['b']}", *refs, ", ".join(shares)])
     if not cells:

@@ -36,7 +36,7 @@ from typing import Iterator
 import torch
 
 from .ablations import ABLATIONS, INSTABILITY, point_config, sweep_values, training_order
-from .claims import METHODS, REFERENCES, method_result, reference_result, stale_evaluations
+from .claims import METHODS, REFERENCES, method_result, reference_result, reference_seeds, stale_evaluations
 from .cluster import LAUNCHERS, ClusterOptions, ensure_runs_on_cluster, load_options
 from .config import Config
 from .experiments import Setting, ensure_runs, is_finished, run_config, run_dir, stopped
@@ -238,7 +238,7 @@ def evaluate_methods(seeds, workers: int, scale: str = "tiny", data_roots: dict 
     content references at the same seeds (`mcjepa.claims.reference_result`), `workers` at a time in their own
     processes."""
     jobs = [(_evaluate_method, method, seed) for seed in seeds for method in METHODS]
-    jobs += [(_evaluate_reference, name, seed) for seed in seeds for name in REFERENCES]
+    jobs += [(_evaluate_reference, name, seed) for name in REFERENCES for seed in reference_seeds(name, seeds)]
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
         submitted = [pool.submit(fn, name, seed, scale, data_roots) for fn, name, seed in jobs]

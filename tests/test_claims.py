@@ -179,6 +179,7 @@ def test_instability_row_counts_the_guard_stops(tmp_path):
     row = instability_row(off + on, 0.1)
     assert row["counts"] == {"with_vc": [0, 4], "without_vc": [4, 4], "steps": [7, 7, 7, 7]}
     assert row["p"] == pytest.approx(1 / 70) and row["verdict"].startswith("holds (collapse in 4 of 4 runs")
+    assert row["difference"] == pytest.approx(-1.0) and all(math.isnan(v) for v in row["ci"])  # no t interval
     few = instability_row(off[:3] + on[:1], 0.1)
     assert few["p"] == pytest.approx(0.25) and few["verdict"].startswith("not shown (collapse in 3 of 3 runs")
     assert instability_row(off, 0.1)["verdict"].startswith("no verdict")
@@ -222,6 +223,11 @@ def test_reference_results_are_measured_once_by_the_profile_and_only_read_by_the
     assert reference_result("supervised", Setting("paper", figures_dir=tmp_path), compute=True) is None
     with pytest.raises(ValueError, match="unknown reference"):
         reference_result("oracle", here(tmp_path))
+    from mcjepa.claims import reference_results
+
+    found = reference_results([0, 1, 2], here(tmp_path), compute=True)
+    assert [r["seed"] for r in found["raw colour"]] == [0]  # no seed in raw colour: measured once
+    assert [r["seed"] for r in found["untrained"]] == [0, 1, 2] and found["supervised"] == []
 
 
 def test_content_rows_carry_their_references_and_range_shares():
@@ -239,3 +245,5 @@ def test_content_rows_carry_their_references_and_range_shares():
     no_ceiling = with_references(dict(row), {"raw colour": references["raw colour"]}, "jf")
     assert math.isnan(no_ceiling["range"]["a"])
     assert references_markdown([with_references(dict(row), {}, "jf")]) == ""  # nothing stored: no table
+    read_back = {**no_ceiling, "range": {"a": None, "b": None}}  # save_json writes NaN as null
+    assert "MC-JEPA: -, VICReg: -" in references_markdown([read_back])
