@@ -168,12 +168,8 @@ def with_references(row: dict, references: Mapping[str, Sequence[Mapping]], key:
     summaries = {name: summarize([r.get(key) for r in references.get(name, [])]) for name in REFERENCES}
     row["references"] = summaries
     floors = [summaries[name]["mean"] for name in (RAW_COLOUR, UNTRAINED)]
-    ceiling = summaries[SUPERVISED]["mean"]
-    row["range"] = {}
-    for group in ("a", "b"):
-        mean = row[group + "_summary"]["mean"]
-        usable = mean is not None and ceiling is not None and None not in floors
-        row["range"][group] = range_fraction(mean, floors, ceiling) if usable else math.nan
+    ceiling = summaries[SUPERVISED]["mean"]  # range_fraction gives NaN for a missing (None) number
+    row["range"] = {group: range_fraction(row[group + "_summary"]["mean"], floors, ceiling) for group in ("a", "b")}
     return row
 
 
@@ -222,12 +218,12 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> d
 
 
 def verdict(a: Sequence[float], b: Sequence[float], lower_is_better: bool, kind: str = "better",
-            alpha: float = ALPHA) -> tuple[str, float]:
+            alpha: float = ALPHA, test: Mapping | None = None) -> tuple[str, float]:
     """(verdict, one-sided p that A is better) for the claim that A is better than B (`kind="better"`) or at
-    least as good (`kind="not worse"`), by `VERDICT_RULE`."""
+    least as good (`kind="not worse"`), by `VERDICT_RULE`; `test`: `welch(a, b)` if already computed."""
     if kind not in ("better", "not worse"):
         raise ValueError(f"kind must be 'better' or 'not worse', got {kind!r}")
-    test = welch(a, b)
+    test = test if test is not None else welch(a, b)
     p_better, p_worse = ((test["p_less"], test["p_greater"]) if lower_is_better
                          else (test["p_greater"], test["p_less"]))
     if len(a) < 2 or len(b) < 2:
@@ -245,8 +241,8 @@ def verdict(a: Sequence[float], b: Sequence[float], lower_is_better: bool, kind:
 def _row(claim: str, paper: str, measure: str, names: tuple[str, str], a: Sequence, b: Sequence,
          lower_is_better: bool, kind: str, factor: float = 1.0, digits: int = 2) -> dict:
     a, b = [v for v in a if v is not None], [v for v in b if v is not None]
-    result, p = verdict(a, b, lower_is_better, kind)
     test = welch(a, b)
+    result, p = verdict(a, b, lower_is_better, kind, test=test)
     return {"claim": claim, "paper": paper, "measure": measure, "a": names[0], "b": names[1],
             "a_summary": summarize(a), "b_summary": summarize(b), "factor": factor, "digits": digits,
             "lower_is_better": lower_is_better, "kind": kind, "p": p, "verdict": result,
