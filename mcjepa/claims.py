@@ -161,6 +161,13 @@ def reference_results(seeds: Sequence[int], setting: Setting, compute: bool = Fa
     return out
 
 
+def reference_means(seeds: Sequence[int], setting: Setting, key: str = "miou") -> dict[str, float]:
+    """{reference: mean of `key` ("miou" or "jf", fractions) over its stored results at `seeds`}
+    (`reference_results`, read only; references without a stored result are left out)."""
+    found = reference_results(seeds, setting)
+    return {name: float(np.mean([r[key] for r in results])) for name, results in found.items() if results}
+
+
 def with_references(row: dict, references: Mapping[str, Sequence[Mapping]], key: str) -> dict:
     """`row` (a content row: `key` "miou" or "jf") with "references" ({reference: summarize(values)}) and
     "range" ({"a", "b"}: the fraction of the floor-to-ceiling range each group's mean covers,

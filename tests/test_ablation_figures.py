@@ -114,3 +114,24 @@ def test_claims_panels_show_seeds_and_verdict():
     assert "no verdict" in second.get_title() and "p =" not in second.get_title()
     assert [line.get_ydata().tolist() for line in second.get_lines() if line.get_marker() == "o"][0] == [16.0]
     assert all(not ax.axison for ax in fig.axes[2:])
+
+
+def test_fig5_draws_the_content_references_across_the_miou_panels_only(tmp_path):
+    for value, epe, miou in zip((0.01, 0.1, 1.0), (1.4, 1.39, 1.6), (0.46, 0.47, 0.48)):
+        write_point(tmp_path, "balance", value, epe, miou)
+    references = {"miou": {"raw colour": 0.244, "untrained": 0.436, "supervised": 0.772}}
+    fig = plot_fig5(tmp_path, references=references)
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    for ax in top:  # flow EPE: no content references
+        assert not {line.get_label() for line in ax.get_lines()} & set(references["miou"])
+    balance = bottom[2]
+    drawn = {line.get_label(): line.get_ydata() for line in balance.get_lines()
+             if line.get_label() in references["miou"]}
+    assert set(drawn) == set(references["miou"])
+    for name, value in references["miou"].items():
+        assert list(drawn[name]) == pytest.approx([100 * value, 100 * value])  # a horizontal line, in percent
+    low, high = balance.get_ylim()
+    assert low < 24.4 and high > 77.2  # the floors and the ceiling are inside the panel
+    without = plot_fig5(tmp_path).axes[5]
+    assert without.get_ylim()[1] < 77.2  # without references the panel spans the points alone
+    fig.savefig(tmp_path / "fig5_references.png")

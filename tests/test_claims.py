@@ -247,3 +247,15 @@ def test_content_rows_carry_their_references_and_range_shares():
     assert references_markdown([with_references(dict(row), {}, "jf")]) == ""  # nothing stored: no table
     read_back = {**no_ceiling, "range": {"a": None, "b": None}}  # save_json writes NaN as null
     assert "MC-JEPA: -, VICReg: -" in references_markdown([read_back])
+
+
+def test_reference_means_average_the_stored_references_and_leave_missing_ones_out(monkeypatch):
+    from mcjepa.claims import reference_means
+
+    stored = {"raw colour": [{"miou": 0.24, "jf": 0.54}], "untrained": [{"miou": 0.42, "jf": 0.38},
+                                                                       {"miou": 0.46, "jf": 0.40}],
+              "supervised": []}
+    monkeypatch.setattr(claims_module, "reference_results", lambda seeds, setting: stored)
+    means = reference_means([0, 1], Setting("tiny"))
+    assert means == pytest.approx({"raw colour": 0.24, "untrained": 0.44})  # no supervised result: left out
+    assert reference_means([0, 1], Setting("tiny"), "jf") == pytest.approx({"raw colour": 0.54, "untrained": 0.39})

@@ -31,14 +31,18 @@ METRIC_STYLE = {  # key: (axis label, factor, colour, marker, digits, minimum vi
     "epe": ("flow EPE (px)", 1.0, "C0", "o", 2, 0.5),
     "miou": ("linear-probe mIoU (%)", 100.0, "C1", "s", 1, 5.0),
 }
+# the content references drawn across a mIoU panel (claims.reference_means): floors grey, the ceiling green
+REFERENCE_STYLE = {"raw colour": ("0.55", ":"), "untrained": ("0.35", "--"), "supervised": ("C2", "-.")}
 
 
 def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str = "epe",
-                        title: str | None = None) -> list:
+                        title: str | None = None, references: Mapping[str, float] | None = None) -> list:
     """One metric of a Fig. 5 panel on `ax` (`METRIC_STYLE`: flow EPE or linear-probe mIoU in percent) against
     the ablated value: the mean over seeds with a ± std error bar and its number, each seed a small dot; symlog
-    x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross. No points: a
-    message. Returns the legend handles (the caller places the legend below the panels)."""
+    x for the coefficients so that 0 shows; a value with a diverged seed gets a red cross; `references`
+    ({name: value in the metric's stored unit}, e.g. `claims.reference_means`: the floors and the ceiling of
+    the probe) as labelled horizontal lines inside the y range. No points: a message. Returns the legend
+    handles (the caller places the legend below the panels)."""
     spec = ablation_spec(ablation)
     name, factor, colour, marker, digits, min_span = METRIC_STYLE[key]
     ax.set_title(title or "", fontsize=10)
@@ -73,7 +77,11 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str =
         y = np.where(np.isfinite(mean[bad]), mean[bad], np.nanmean(mean) if np.isfinite(mean).any() else 0.0)
         handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
                            label="a seed diverged (last good checkpoint)")
-    values = np.concatenate([mean - std, mean + std, [v for _, v in seeds]])
+    levels = {name: value * factor for name, value in (references or {}).items() if value is not None}
+    for name, level in levels.items():
+        shade, style = REFERENCE_STYLE.get(name, ("0.5", "-"))
+        handles.append(ax.axhline(level, color=shade, linestyle=style, linewidth=1.2, label=name))
+    values = np.concatenate([mean - std, mean + std, [v for _, v in seeds], list(levels.values())])
     finite = values[np.isfinite(values)]
     if finite.size:  # a minimum visible span (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
         lo, hi = float(finite.min()), float(finite.max())
@@ -96,15 +104,17 @@ def _scale_text(sweeps: Sequence[Sequence[Mapping]]) -> str:
     return f"{'/'.join(scales)} scale, {data}, {'/'.join(map(str, seeds))} seed(s) per value" if scales else "no points"
 
 
-def _panels(fig: Figure, sweeps: Sequence[tuple[str, Sequence[Mapping], str]]) -> None:
+def _panels(fig: Figure, sweeps: Sequence[tuple[str, Sequence[Mapping], str]],
+            references: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """Flow EPE (top row) and mIoU (bottom row) of each (ablation, points, title) column, x shared per column,
-    one legend below."""
+    `references[key]` across the panels of that metric, one legend below."""
     axes = np.array(fig.subplots(2, len(sweeps), sharex="col", squeeze=False))
     handles = {}
     for column, (ablation, points, title) in enumerate(sweeps):
         for row, key in enumerate(METRIC_STYLE):
             ax = axes[row, column]
-            for handle in draw_ablation_panel(ax, points, ablation, key, title=title if row == 0 else None):
+            for handle in draw_ablation_panel(ax, points, ablation, key, title=title if row == 0 else None,
+                                              references=(references or {}).get(key)):
                 handles.setdefault(handle.get_label(), handle)
         axes[1, column].set_xlabel(ABLATIONS[ablation].label)
     _legend_below(fig, list(handles.values()))
@@ -119,13 +129,15 @@ def plot_sweep(ablation: str, figures_dir: str | Path | None = None, recipe: str
     return fig
 
 
-def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None) -> Figure:
+def plot_fig5(figures_dir: str | Path | None = None, recipe: str | None = None,
+              references: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
     """Paper Fig. 5 in kind: flow start epoch | cycle coefficient | balance coefficient, flow EPE in the top row
-    and linear-probe mIoU in the bottom row, mean ± std over seeds, against the parameter."""
+    and linear-probe mIoU in the bottom row, mean ± std over seeds, against the parameter; `references`
+    ({"miou": {name: value}}) drawn across the panels of that metric."""
     sweeps = [(name, collect(name, figures_dir, recipe), f"5-{ABLATIONS[name].fig5_panel}: {ABLATIONS[name].label}")
               for name in FIG5_PANELS]
     fig = Figure(figsize=(15.5, 6.4), layout="constrained")
-    _panels(fig, sweeps)
+    _panels(fig, sweeps, references)
     fig.suptitle(f"MC-JEPA ablations (Fig. 5 in kind; {_scale_text([p for _, p, _ in sweeps])}): flow EPE lower is "
                  f"better, mIoU higher is better", fontsize=11)
     return fig
@@ -308,11 +320,13 @@ def report_point(point: Mapping, folder: Path, figures_dir: str | Path | None = 
 
 
 def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder: Path,
-                     guard_recipe: str | None = None) -> tuple[dict, list[str]]:
+                     guard_recipe: str | None = None,
+                     references: Mapping[str, Mapping[str, float]] | None = None) -> tuple[dict, list[str]]:
     """What notebook 08 shows of the sweeps: every stored point of the recipe (one table per ablation, and all
     of them in `ablation_points.json`), Fig. 5 (`fig5_ablations.png`), the paper's trends beside ours, the VC
     table (`vc_table.md` / `.png`), the lowest feature std of every vc run (`vc_stability.png`) and, with
-    `guard_recipe`, the collapse-guarded vc runs of the instability setting (`instability.png`). Returns the
+    `guard_recipe`, the collapse-guarded vc runs of the instability setting (`instability.png`); Fig. 5 draws
+    `references` ({"miou": {name: value}}, `claims.reference_means`) across its mIoU panels. Returns the
     points by ablation and the names of the files written (in `folder`)."""
     points = {ablation: collect(ablation, figures_dir, recipe) for ablation in ABLATIONS}
     for ablation, found in points.items():
@@ -320,7 +334,7 @@ def report_ablations(figures_dir: str | Path | None, recipe: str | None, folder:
     trends = {name: spec.paper for name, spec in ABLATIONS.items()}
     written = [save_json({"recipe": recipe, "points": points, "paper_trends": trends},
                          folder / "ablation_points.json"),
-               save_and_show(plot_fig5(figures_dir, recipe), folder / "fig5_ablations.png")]
+               save_and_show(plot_fig5(figures_dir, recipe, references), folder / "fig5_ablations.png")]
     show_markdown(trends_markdown(figures_dir, recipe))
     markdown = vc_markdown(points["vc"])
     show_markdown(markdown)
