@@ -77,10 +77,10 @@ def draw_ablation_panel(ax, points: Sequence[Mapping], ablation: str, key: str =
         y = np.where(np.isfinite(mean[bad]), mean[bad], np.nanmean(mean) if np.isfinite(mean).any() else 0.0)
         handles += ax.plot(x[bad], y, "x", color="red", markersize=11, markeredgewidth=2.5, linestyle="none",
                            label="a seed diverged (last good checkpoint)")
-    levels = {name: value * factor for name, value in (references or {}).items() if value is not None}
-    for name, level in levels.items():
-        shade, style = REFERENCE_STYLE.get(name, ("0.5", "-"))
-        handles.append(ax.axhline(level, color=shade, linestyle=style, linewidth=1.2, label=name))
+    levels = {ref: value * factor for ref, value in (references or {}).items() if value is not None}
+    for ref, level in levels.items():
+        shade, style = REFERENCE_STYLE.get(ref, ("0.5", "-"))
+        handles.append(ax.axhline(level, color=shade, linestyle=style, linewidth=1.2, label=ref))
     values = np.concatenate([mean - std, mean + std, [v for _, v in seeds], list(levels.values())])
     finite = values[np.isfinite(values)]
     if finite.size:  # a minimum visible span (EPE 0.5 px, mIoU 5 points) so that noise-level differences look flat
