@@ -163,9 +163,11 @@ def reference_results(seeds: Sequence[int], setting: Setting, compute: bool = Fa
 
 def reference_means(seeds: Sequence[int], setting: Setting, key: str = "miou") -> dict[str, float]:
     """{reference: mean of `key` ("miou" or "jf", fractions) over its stored results at `seeds`}
-    (`reference_results`, read only; references without a stored result are left out)."""
-    found = reference_results(seeds, setting)
-    return {name: float(np.mean([r[key] for r in results])) for name, results in found.items() if results}
+    (`reference_results`, read only, averaged by `summarize` as the references table does; references without a
+    stored number are left out)."""
+    means = {name: summarize([r.get(key) for r in results])["mean"]
+             for name, results in reference_results(seeds, setting).items()}
+    return {name: mean for name, mean in means.items() if mean is not None}
 
 
 def with_references(row: dict, references: Mapping[str, Sequence[Mapping]], key: str) -> dict:
