@@ -38,6 +38,7 @@ from mcjepa.eval.references import (  # noqa: E402
     TRUE_LABELS,
     UNTRAINED,
     range_fraction,
+    range_share_text,
 )
 from mcjepa.experiments import ensure_runs, run_config, run_dir  # noqa: E402
 from mcjepa.report import load_json, save_json  # noqa: E402
@@ -149,8 +150,7 @@ def render(out: Path) -> None:
         if row == TRUE_LABELS:
             text += " (reference)"
         elif row not in FLOORS:
-            text += (f" ({100 * share:.0f} %)" if share >= 0 else " (below the best floor)") if math.isfinite(share) \
-                else " (-)"
+            text += f" ({range_share_text(share)})"
         return text
 
     def above(metric, row):

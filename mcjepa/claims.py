@@ -36,7 +36,7 @@ from scipy import stats
 from .ablations import EVAL_DATASETS, INSTABILITY, base_config, by_value, collect, recipe_hash, summarize
 from .data.registry import SCALE_DATASETS, eval_roots
 from .eval.compare import untrained_run
-from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED, range_fraction
+from .eval.references import RAW_COLOUR, SUPERVISED, UNTRAINED, range_fraction, range_share_text
 from .eval.suite import RawColour, evaluate_run
 from .config import config_hash
 from .experiments import Setting, check_integer, ensure_run, is_finished, run_dir
@@ -403,8 +403,7 @@ def references_markdown(rows: Sequence[Mapping]) -> str:
         if not any(summary.get("n") for summary in r.get("references", {}).values()):
             continue
         refs = [mean_std_text(r["references"][name], r["factor"], r["digits"]) for name in REFERENCES]
-        shares = [f"{r[g]}: " + ("-" if number is None or not math.isfinite(number) else f"{100 * number:.0f} %")
-                  for g, number in (("a", r["range"]["a"]), ("b", r["range"]["b"]))]
+        shares = [f"{r[g]}: {range_share_text(r['range'][g])}" for g in ("a", "b")]
         cells.append([r["measure"], f"{r['a']} / {r['b']}", *refs, ", ".join(shares)])
     if not cells:
         return ""

@@ -8,7 +8,8 @@ import torch
 
 from mcjepa.config import apply_overrides, for_method, tiny, validate
 from mcjepa.eval.davis import evaluate_davis
-from mcjepa.eval.references import OneHotLabels, OneHotMasks, label_features, range_fraction, raw_colour_fn
+from mcjepa.eval.references import (OneHotLabels, OneHotMasks, label_features, range_fraction, range_share_text,
+                                    raw_colour_fn)
 from mcjepa.eval.segmentation import LinearProbeConfig, class_weights, linear_probe_segmentation
 
 
@@ -87,6 +88,14 @@ def test_range_fraction_hand_cases():
     assert math.isnan(range_fraction(50.0, [60.0], 55.0))  # the ceiling below a floor: no range
     assert math.isnan(range_fraction(float("nan"), [20.0], 70.0))
     assert math.isnan(range_fraction(50.0, [], 70.0))
+
+
+def test_range_share_text_names_the_side_of_the_floor_instead_of_a_negative_share():
+    assert range_share_text(0.5) == "50 %"
+    assert range_share_text(0.0) == "0 %"  # on the best floor
+    assert range_share_text(1.25) == "125 %"  # above the ceiling: still a share of the range
+    assert range_share_text(-1.84) == "below the best floor"
+    assert range_share_text(math.nan) == "-" and range_share_text(None) == "-"
 
 
 def test_supervised_method_needs_its_head_and_the_embedded_stills():

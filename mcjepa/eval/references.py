@@ -64,6 +64,15 @@ def range_fraction(value: float, floors: list[float] | tuple[float, ...], ceilin
     return (value - best) / (ceiling - best) if ceiling > best else math.nan
 
 
+def range_share_text(share: float | None) -> str:
+    """A `range_fraction` as a table shows it: "12 %" inside or above the range, "below the best floor" under it
+    (a negative share says only which side of the floor a method lies on, its size is not a share of anything),
+    "-" when there is none (a missing number or an empty range)."""
+    if share is None or not math.isfinite(share):
+        return "-"
+    return f"{100 * share:.0f} %" if share >= 0 else "below the best floor"
+
+
 def label_features(levels: str = "concat") -> Callable[[torch.Tensor], torch.Tensor]:
     """The true-labels reference's features: one-hot maps (B, K, H, W) (`OneHotLabels` / `OneHotMasks` put them where
     the images were) -> (B, K, h, w), average-pooled (ceil mode) to the finest stride of `levels`, the grid
