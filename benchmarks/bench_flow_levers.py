@@ -62,6 +62,8 @@ LEVERS = {
     "MC-JEPA, recipe (range threshold 0.8)": ("mc-jepa", {}),
     "MC-JEPA, recipe, 2x the steps": ("mc-jepa", {"train.epochs": 20}),
     "MC-JEPA, recipe, 4x the steps": ("mc-jepa", {"train.epochs": 40}),
+    "MC-JEPA, recipe, 8x the steps": ("mc-jepa", {"train.epochs": 80}),
+    "M-JEPA, recipe, 16x the steps": ("m-jepa", {"train.epochs": 160}),
 }
 
 
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         curves[label] = rows
     args.out.mkdir(parents=True, exist_ok=True)
     fig = plot_validation_curves(curves, references, seconds_per_step=timing,
-                                 title="tiny flow levers: held-out EPE (16 validation pairs)")
+                                 title="tiny flow levers: held-out EPE (16 validation pairs)", log_x=True)
     fig.savefig(args.out / "levers.png", dpi=120)
     columns = ["steps", "s/step", "val EPE", "embedded EPE", "motorcycle EPE", "masked %", "occluded %"]
     lines = ["| lever | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

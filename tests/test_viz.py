@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mcjepa.models.warp import resize_flow, warp
 from mcjepa.viz.flow_colors import error_map, flow_color_wheel, flow_to_rgb
 from mcjepa.viz.bars import plot_grouped_bars
-from mcjepa.viz.curves import plot_loss_curves
+from mcjepa.viz.curves import plot_loss_curves, plot_validation_curves
 from mcjepa.report import figure_png, save_figure
 from mcjepa.viz.flow import plot_flow_comparison
 from mcjepa.viz.segmentation import colorize_labels, label_palette, plot_segmentation, plot_video_segmentation
@@ -116,6 +116,28 @@ def test_plot_loss_curves_groups_log_scale_and_smoothing():
     np.testing.assert_allclose(smoothed, [1.0, 0.25 / 0.75])  # hand-computed bias-corrected EMA
     with pytest.raises(ValueError):
         plot_loss_curves([])
+
+
+def test_plot_validation_curves_core_seconds_own_colours_log_axis_and_references():
+    curves = {f"run {i}": [{"step": 50, "val/epe": 2.0 - 0.01 * i}, {"step": 100, "loss": 1.0},
+                           {"step": 150, "val/epe": float("nan")}, {"step": 200, "val/epe": 1.0}] for i in range(12)}
+    curves["no validation"] = [{"step": 50, "loss": 1.0}]
+    timing = {f"run {i}": 0.5 * (i + 1) for i in range(12)}
+    fig = plot_validation_curves(curves, {"DIS": 0.9, "zero flow": 2.1}, seconds_per_step=timing, log_x=True)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if line.get_label().startswith("run ")]
+    assert len(lines) == 12  # the curve without the key is left out
+    for i, line in enumerate(lines):  # x = step x the run's seconds per step; the NaN and key-less rows dropped
+        assert np.allclose(line.get_xdata(), [50 * timing[f"run {i}"], 200 * timing[f"run {i}"]])
+        assert np.allclose(line.get_ydata(), [2.0 - 0.01 * i, 1.0])
+    assert len({line.get_color() for line in lines}) == 12  # beyond tab10's 10 colours, still one colour each
+    assert ax.get_xscale() == "log" and "core-seconds" in ax.get_xlabel()
+    references = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if "(" in line.get_label()}
+    assert references == {"DIS (0.90)": 0.9, "zero flow (2.10)": 2.1}
+    linear = plot_validation_curves({"run 0": curves["run 0"]}, {}).axes[0]
+    assert linear.get_xscale() == "linear" and linear.get_xlabel() == "training step"  # no timing: steps
+    with pytest.raises(ValueError, match="val/epe"):
+        plot_validation_curves({"no validation": curves["no validation"]}, {})
 
 
 def test_plot_flow_comparison_layout_titles_and_shared_scale():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -139,31 +140,35 @@ def plot_dimension_std(panels: Mapping[str, Mapping[str, object]], target: float
 
 def plot_validation_curves(curves: Mapping[str, Sequence[Mapping]], references: Mapping[str, float],
                            key: str = "val/epe", seconds_per_step: Mapping[str, float] | None = None,
-                           title: str | None = None) -> Figure:
+                           title: str | None = None, log_x: bool = False) -> Figure:
     """Held-out EPE of several runs against training time, beside methods that need no training.
 
     curves: {label: the run's JSONL rows}, each row with "step" and `key` (px); references: {label: EPE} drawn
     as horizontal lines (e.g. DIS, zero flow). The x axis is core-seconds, step x `seconds_per_step[label]`
-    (measured in one quiet run of the step benchmark), or the step where no time is given. Raises ValueError
-    when no curve has a `key` value."""
+    (measured in one quiet run of the step benchmark), or the step where no time is given; `log_x` draws it on a
+    log scale (runs of 1x to 16x the steps side by side). Every curve gets its own colour (tab10 up to 10
+    curves, tab20 beyond). Raises ValueError when no curve has a `key` value."""
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     drawn = 0
     timed = seconds_per_step or {}
+    palette = matplotlib.colormaps["tab10" if len(curves) <= 10 else "tab20"]
     for index, (label, rows) in enumerate(curves.items()):
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None and np.isfinite(r[key])]
         if not points:
             continue
         steps, values = (np.asarray(c, dtype=np.float64) for c in zip(*points))
         x = steps * timed[label] if label in timed else steps
-        ax.plot(x, values, marker="o", markersize=3, color=f"C{index % 10}", label=label)
+        ax.plot(x, values, marker="o", markersize=3, color=palette(index % palette.N), label=label)
         drawn += 1
     if not drawn:
         raise ValueError(f"plot_validation_curves: no curve has {key!r}")
     for index, (label, value) in enumerate(references.items()):
         ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[index % 3], linewidth=1.2,
                    label=f"{label} ({value:.2f})")
-    ax.set_xlabel("core-seconds of training" if timed else "training step")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(("core-seconds of training" if timed else "training step") + (" (log scale)" if log_x else ""))
     ax.set_ylabel(f"{key} (px)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
