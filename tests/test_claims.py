@@ -241,7 +241,8 @@ def test_content_rows_carry_their_references_and_range_shares():
     assert row["references"]["supervised"]["mean"] == pytest.approx(0.8)
     assert row["range"]["a"] == pytest.approx(0.5) and row["range"]["b"] == pytest.approx(-0.25)  # (0.3 - 0.4) / 0.4
     text = references_markdown([row])
-    assert "| 20.0 ± 0.0 (n=2) | 40.0 ± 0.0 (n=2) | 80.0 ± 7.1 (n=2) | MC-JEPA: 50 %, VICReg: below the best floor |" in text
+    assert ("| 20.0 ± 0.0 (n=2) | 40.0 ± 0.0 (n=2) | 80.0 ± 7.1 (n=2) | MC-JEPA: 50 %, VICReg: below the best floor |"
+            in text)
     no_ceiling = with_references(dict(row), {"raw colour": references["raw colour"]}, "jf")
     assert math.isnan(no_ceiling["range"]["a"])
     assert references_markdown([with_references(dict(row), {}, "jf")]) == ""  # nothing stored: no table
