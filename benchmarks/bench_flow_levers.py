@@ -45,6 +45,8 @@ RANGE = {**PREVIOUS, "loss.occlusion_method": "range", "loss.occlusion_start_epo
 CONVEX = {**RANGE, "model.flow.upsample": "convex"}
 SMOOTH = {**CONVEX, "loss.smooth_level": "flow", "loss.smooth_alpha": 150.0}
 HALF = {"loss.occlusion_range_threshold": 0.5}
+# the training pairs' background moves as far as their objects (up to 16 px, the real pair's 10-15 px), not 0.4x
+BACKGROUND = {"data.embedded_train_background_motion": 1.0}
 # label -> (method, overrides of tiny()); the recipe (tiny() itself) is SMOOTH with the range threshold at 0.8
 LEVERS = {
     "M-JEPA, previous recipe (fb check from epoch 5)": ("m-jepa", PREVIOUS),
@@ -64,6 +66,10 @@ LEVERS = {
     "MC-JEPA, recipe, 4x the steps": ("mc-jepa", {"train.epochs": 40}),
     "MC-JEPA, recipe, 8x the steps": ("mc-jepa", {"train.epochs": 80}),
     "M-JEPA, recipe, 16x the steps": ("m-jepa", {"train.epochs": 160}),
+    **{f"{name}, background moving like the objects{length}": (method, {**BACKGROUND, **epochs})
+       for name, method in (("M-JEPA", "m-jepa"), ("MC-JEPA", "mc-jepa"))
+       for length, epochs in (("", {}), (", 2x the steps", {"train.epochs": 20}),
+                              (", 4x the steps", {"train.epochs": 40}))},
 }
 
 

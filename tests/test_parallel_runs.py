@@ -6,8 +6,9 @@ import os
 import pickle
 
 import pytest
+import torch
 
-from mcjepa.config import tiny
+from mcjepa.config import apply_overrides, tiny
 from mcjepa.data.registry import embedded_scene, flow_dataset
 from mcjepa.ablations import ABLATIONS, point_config, sweep_values
 from mcjepa.config import config_hash
@@ -104,6 +105,25 @@ def test_train_motion_range_changes_training_pairs_only():
     assert fast["flow"].abs().max() > slow["flow"].abs().max()
     held_out = flow_dataset("embedded", fast_cfg, split="val")[0]["flow"]
     assert held_out.equal(flow_dataset("embedded", slow_cfg, split="val")[0]["flow"])
+
+
+def test_train_background_motion_scales_the_training_backgrounds_only():
+    moving, default = tiny().data, tiny().data
+    moving.embedded_train_background_motion = 1.0
+    assert embedded_scene(default, "train").background_motion_fraction == 0.4  # the generator's own default
+    assert embedded_scene(moving, "train").background_motion_fraction == 1.0
+    assert embedded_scene(moving, "val") == embedded_scene(default, "val")
+
+    def background_speed(cfg, split):  # median |flow| of a pair: the background covers most of every image
+        return torch.stack([flow_dataset("embedded", cfg, split=split)[i]["flow"].norm(dim=0).median()
+                            for i in range(6)])
+
+    # the same random draws scaled by 1.0 instead of 0.4: the background moves about 2.5x as far
+    ratio = background_speed(moving, "train") / background_speed(default, "train")
+    assert 2.0 < ratio.median() < 3.0
+    assert background_speed(moving, "val").equal(background_speed(default, "val"))
+    with pytest.raises(ValueError, match="embedded_train_background_motion"):
+        apply_overrides(tiny(), ["data.embedded_train_background_motion=1.5"])
 
 
 def test_sweep_values_follow_the_preset_of_each_scale():

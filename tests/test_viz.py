@@ -131,6 +131,8 @@ def test_plot_validation_curves_core_seconds_own_colours_log_axis_and_references
         assert np.allclose(line.get_xdata(), [50 * timing[f"run {i}"], 200 * timing[f"run {i}"]])
         assert np.allclose(line.get_ydata(), [2.0 - 0.01 * i, 1.0])
     assert len({line.get_color() for line in lines}) == 12  # beyond tab10's 10 colours, still one colour each
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # beside the axes, not over the curves
     assert ax.get_xscale() == "log" and "core-seconds" in ax.get_xlabel()
     references = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if "(" in line.get_label()}
     assert references == {"DIS (0.90)": 0.9, "zero flow (2.10)": 2.1}

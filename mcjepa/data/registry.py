@@ -10,7 +10,7 @@ evaluated on at each scale. Adding an evaluation dataset is one entry in `EVAL_D
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 import torch
@@ -53,12 +53,16 @@ def _root(cfg: DataConfig, name: str) -> str:
 
 def embedded_scene(cfg: DataConfig, split: str = "test"):
     """The generator settings of the embedded data for a data config; the train split may move faster
-    (`embedded_train_max_translation`) while val/test stay the fixed held-out benchmark."""
-    translation = cfg.embedded_max_translation
-    if split == "train" and cfg.embedded_train_max_translation > 0:
-        translation = cfg.embedded_train_max_translation
-    return SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1], max_translation=translation,
-                       textures=cfg.embedded_textures, texture_scale=cfg.embedded_texture_scale)
+    (`embedded_train_max_translation`, `embedded_train_background_motion`) while val/test stay the fixed held-out
+    benchmark."""
+    held_out = SceneConfig(height=cfg.embedded_size[0], width=cfg.embedded_size[1],
+                           max_translation=cfg.embedded_max_translation, textures=cfg.embedded_textures,
+                           texture_scale=cfg.embedded_texture_scale)
+    if split != "train":
+        return held_out
+    translation = cfg.embedded_train_max_translation or cfg.embedded_max_translation
+    return replace(held_out, max_translation=translation,
+                   background_motion_fraction=cfg.embedded_train_background_motion)
 
 
 def flow_dataset(name: str, cfg: DataConfig, split: str = "train", frames_only: bool = False) -> Dataset:

@@ -147,12 +147,13 @@ def plot_validation_curves(curves: Mapping[str, Sequence[Mapping]], references: 
     as horizontal lines (e.g. DIS, zero flow). The x axis is core-seconds, step x `seconds_per_step[label]`
     (measured in one quiet run of the step benchmark), or the step where no time is given; `log_x` draws it on a
     log scale (runs of 1x to 16x the steps side by side). Every curve gets its own colour (tab10 up to 10
-    curves, tab20 beyond). Raises ValueError when no curve has a `key` value."""
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    curves; tab20 beyond, with the legend beside the axes). Raises ValueError when no curve has a `key` value."""
+    many = len(curves) > 10  # tab20, and the legend beside the axes instead of over the curves
+    fig = Figure(figsize=(11.5 if many else 7.5, 4.6 if many else 4.2), layout="constrained")
     ax = fig.subplots()
     drawn = 0
     timed = seconds_per_step or {}
-    palette = matplotlib.colormaps["tab10" if len(curves) <= 10 else "tab20"]
+    palette = matplotlib.colormaps["tab20" if many else "tab10"]
     for index, (label, rows) in enumerate(curves.items()):
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None and np.isfinite(r[key])]
         if not points:
@@ -171,7 +172,10 @@ def plot_validation_curves(curves: Mapping[str, Sequence[Mapping]], references: 
     ax.set_xlabel(("core-seconds of training" if timed else "training step") + (" (log scale)" if log_x else ""))
     ax.set_ylabel(f"{key} (px)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7, loc="upper right")
     if title:
         ax.set_title(title)
     return fig
